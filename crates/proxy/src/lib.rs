@@ -1,1 +1,145 @@
+//! The Connectors proxy server: one listener for reverse mode (origin-form requests) and, later,
+//! forward mode (absolute-form and CONNECT).
+//!
+//! The request path runs in phases (see ARCHITECTURE.md): classify → identify → authenticate and
+//! authorize → target → upstream request → send → response → log. Each phase is a small function
+//! in its own module with its own tests.
 #![forbid(unsafe_code)]
+
+pub mod body;
+pub mod error;
+pub mod headers;
+mod reverse;
+pub mod rewrite;
+pub mod route;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use connectors_catalog::Catalog;
+use connectors_identity::{Authenticator, Authorizer};
+use connectors_registry::UpstreamAccess;
+use http::{Method, Request, Response, header};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::body::{ProxyBody, full};
+use crate::error::ProxyError;
+use crate::reverse::AccessLog;
+use crate::route::{Route, route};
+
+/// How long a client may take to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The proxy and everything it needs; cheap to share.
+pub struct Proxy {
+    catalog: Arc<dyn Catalog>,
+    authn: Arc<dyn Authenticator>,
+    authz: Arc<dyn Authorizer>,
+    upstream: UpstreamAccess,
+}
+
+impl Proxy {
+    pub fn new(
+        catalog: Arc<dyn Catalog>,
+        authn: Arc<dyn Authenticator>,
+        authz: Arc<dyn Authorizer>,
+        upstream: UpstreamAccess,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            catalog,
+            authn,
+            authz,
+            upstream,
+        })
+    }
+
+    /// Accepts connections until `shutdown` completes.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Running out of file descriptors must not stop the proxy; wait and go on.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => return Ok(()),
+            };
+            let _ = stream.set_nodelay(true);
+            let proxy = self.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    let proxy = proxy.clone();
+                    async move { Ok::<_, Infallible>(proxy.handle(req).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades();
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            });
+        }
+    }
+
+    /// Phase 1 (classify) and dispatch. Never fails: errors become responses here.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let mut log = AccessLog {
+            method: req.method().to_string(),
+            path: req.uri().path().to_owned(),
+            ..AccessLog::default()
+        };
+        let result = self.dispatch(req, &mut log).await;
+        let response = result.unwrap_or_else(|e| {
+            if e.status().is_server_error() {
+                tracing::warn!(connector = %log.connector, error = %e, "request failed");
+            }
+            e.into_response()
+        });
+        log.finish(response, started)
+    }
+
+    async fn dispatch(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        log: &mut AccessLog,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        if req.method() == Method::CONNECT || req.uri().scheme().is_some() {
+            return Err(ProxyError::NotImplemented(
+                "forward-proxy requests (CONNECT or absolute URLs) are not served yet; use the reverse address \
+                 <proxy>/namespaces/<ns>/connectors/<name>/<repository>"
+                    .to_owned(),
+            ));
+        }
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned);
+        match route(req.uri().path(), host.as_deref()) {
+            Route::Health => Ok(Response::new(full(Bytes::from_static(b"ok\n")))),
+            Route::NotFound => Err(ProxyError::NotFound),
+            Route::BadConnectorPath(why) => Err(ProxyError::BadPath(why)),
+            Route::Ping(mount) => reverse::ping(self, req.headers(), mount, log).await,
+            Route::Registry { mount, rest } => reverse::handle(self, req, mount, rest, log).await,
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! Reverse mode: a request for `/v2/namespaces/<ns>/connectors/<name>/<repo>/…` goes to the connector's
+//! registry as `/v2/<repo>/…`, with the connector's credentials, and the answer comes back with
+//! everything that points upstream rewritten into the proxy's namespace.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use connectors_catalog::ResolvedConnector;
+use connectors_identity::{Principal, token_from_authorization};
+use connectors_registry::{
+    OciEndpoint, RequestBody, Target, UpstreamRequest, parse_oci_path, scopes_for,
+};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body, Incoming};
+
+use crate::Proxy;
+use crate::body::{Counted, ProxyBody, full};
+use crate::error::ProxyError;
+use crate::headers::{client_response_headers, upstream_request_headers};
+use crate::rewrite::{UpstreamBase, rewrite_link, rewrite_location, rewrite_mount_query};
+use crate::route::Mount;
+
+/// Bodies up to this size are read whole, so the request can be sent again after a `401` (manifests,
+/// small chunks). Larger bodies stream through.
+const MAX_REPLAYABLE_BODY: u64 = 1 << 20;
+
+/// Phase 3: the principal behind the request's `Authorization` header.
+pub(crate) async fn authenticate(
+    proxy: &Proxy,
+    headers: &HeaderMap,
+) -> Result<Principal, ProxyError> {
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        ProxyError::Unauthenticated(
+            "no proxy token: log in to the proxy with any user name and a proxy token as the password \
+             (for example `connectors token issue --connectors <ns>/<name>`)"
+                .to_owned(),
+        )
+    })?;
+    let token = token_from_authorization(value.as_bytes()).map_err(ProxyError::from_auth)?;
+    proxy
+        .authn
+        .authenticate(&token)
+        .await
+        .map_err(ProxyError::from_auth)
+}
+
+/// Phases 3–7 for a registry request.
+pub(crate) async fn handle(
+    proxy: &Arc<Proxy>,
+    req: Request<Incoming>,
+    mount: Mount,
+    rest: String,
+    log: &mut AccessLog,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let principal = authenticate(proxy, req.headers()).await?;
+    log.principal = principal.subject.clone();
+    let connector_ref = mount.connector().clone();
+    log.connector = connector_ref.to_string();
+    proxy
+        .authz
+        .authorize(&principal, &connector_ref)
+        .await
+        .map_err(ProxyError::from_auth)?;
+    let connector = proxy
+        .catalog
+        .connector(&connector_ref)
+        .ok_or_else(|| ProxyError::UnknownConnector(connector_ref.to_string()))?;
+    let credentials =
+        connector
+            .credentials
+            .as_ref()
+            .map_err(|reason| ProxyError::ConnectorUnusable {
+                connector: connector_ref.to_string(),
+                reason: reason.clone(),
+            })?;
+
+    let oci = parse_oci_path(&rest).ok_or_else(|| {
+        ProxyError::BadPath(format!(
+            "{:?} is not a distribution API path; expected <repository>/(manifests|blobs|tags|referrers)/…",
+            rest
+        ))
+    })?;
+    log.repository = oci.repository.to_owned();
+    log.operation = oci.endpoint.name();
+
+    let (parts, body) = req.into_parts();
+    let mut query = parts.uri.query().map(str::to_owned);
+    if parts.method == Method::POST
+        && matches!(oci.endpoint, OciEndpoint::Upload { id: None })
+        && let Some(q) = &query
+        && let Some(rewritten) = rewrite_mount_query(q, &mount.repository_prefix())
+    {
+        query = (!rewritten.is_empty()).then_some(rewritten);
+    }
+    let scopes = scopes_for(&parts.method, &oci, query.as_deref());
+    let uri = upstream_uri(&connector, &rest, query.as_deref())?;
+    let body = request_body(&parts.headers, body).await?;
+    let headers = upstream_request_headers(parts.headers);
+
+    let target = Target {
+        connector: &connector.reference,
+        fingerprint: connector.fingerprint,
+        address: &connector.address,
+        extensions: &connector.extensions,
+        credentials,
+        ca_pems: &connector.ca_pems,
+    };
+    let upstream_started = Instant::now();
+    let response = proxy
+        .upstream
+        .send(
+            &target,
+            UpstreamRequest {
+                method: parts.method.clone(),
+                uri,
+                headers,
+                body,
+            },
+            &scopes,
+        )
+        .await?;
+    log.upstream_ms = upstream_started.elapsed().as_millis() as u64;
+    Ok(client_response(response, &connector, &mount))
+}
+
+fn upstream_uri(
+    connector: &ResolvedConnector,
+    rest: &str,
+    query: Option<&str>,
+) -> Result<Uri, ProxyError> {
+    let mut s = format!(
+        "{}/v2/{}",
+        connectors_registry::base_url(&connector.address),
+        rest
+    );
+    if let Some(q) = query {
+        s.push('?');
+        s.push_str(q);
+    }
+    s.parse()
+        .map_err(|e| ProxyError::BadPath(format!("cannot build the upstream URL: {e}")))
+}
+
+/// A body that is known empty or small is held (and can be sent again); anything else streams.
+async fn request_body(headers: &HeaderMap, body: Incoming) -> Result<RequestBody, ProxyError> {
+    if body.is_end_stream() {
+        return Ok(RequestBody::Empty);
+    }
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match length {
+        Some(0) => Ok(RequestBody::Empty),
+        Some(n) if n <= MAX_REPLAYABLE_BODY => {
+            let bytes = Limited::new(body, MAX_REPLAYABLE_BODY as usize)
+                .collect()
+                .await
+                .map_err(|e| ProxyError::RequestBody(e.to_string()))?
+                .to_bytes();
+            Ok(RequestBody::Full(bytes))
+        }
+        _ => Ok(RequestBody::Streaming(
+            body.map_err(|e| Box::new(e) as connectors_registry::BoxError)
+                .boxed_unsync(),
+        )),
+    }
+}
+
+/// Phase 7: rewrite what points upstream, drop what must not reach the client, stream the body.
+fn client_response(
+    response: Response<Incoming>,
+    connector: &ResolvedConnector,
+    mount: &Mount,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    client_response_headers(&mut parts.headers);
+    let address = &connector.address;
+    let base = UpstreamBase {
+        scheme: address.scheme().as_str(),
+        host: address.host(),
+        port: address.port(),
+        path_prefix: address.path_prefix(),
+    };
+    let v2_base = mount.v2_base();
+    if let Some(location) = parts
+        .headers
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        && let Some(new) = rewrite_location(location, &base, &v2_base)
+        && let Ok(value) = HeaderValue::from_str(&new)
+    {
+        parts.headers.insert(header::LOCATION, value);
+    }
+    let links: Vec<HeaderValue> = parts
+        .headers
+        .get_all(header::LINK)
+        .iter()
+        .map(|v| match v.to_str() {
+            Ok(s) => HeaderValue::from_str(&rewrite_link(s, &base, &v2_base))
+                .unwrap_or_else(|_| v.clone()),
+            Err(_) => v.clone(),
+        })
+        .collect();
+    if !links.is_empty() {
+        parts.headers.remove(header::LINK);
+        for l in links {
+            parts.headers.append(header::LINK, l);
+        }
+    }
+    Response::from_parts(
+        parts,
+        body.map_err(|e| Box::new(e) as connectors_registry::BoxError)
+            .boxed_unsync(),
+    )
+}
+
+/// `GET /v2/`: 200 for a valid token (and, with a connector named, one allowed to use it).
+pub(crate) async fn ping(
+    proxy: &Arc<Proxy>,
+    headers: &HeaderMap,
+    mount: Option<Mount>,
+    log: &mut AccessLog,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let principal = authenticate(proxy, headers).await?;
+    log.principal = principal.subject.clone();
+    if let Some(mount) = mount {
+        log.connector = mount.connector().to_string();
+        proxy
+            .authz
+            .authorize(&principal, mount.connector())
+            .await
+            .map_err(ProxyError::from_auth)?;
+        if proxy.catalog.connector(mount.connector()).is_none() {
+            return Err(ProxyError::UnknownConnector(mount.connector().to_string()));
+        }
+    }
+    let mut response = Response::new(full(Bytes::from_static(b"{}")));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response.headers_mut().insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    Ok(response)
+}
+
+/// Phase 8: one line per request, written when the response body ends (or the client goes away).
+/// Never a credential or a token.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct AccessLog {
+    pub method: String,
+    pub path: String,
+    pub principal: String,
+    pub connector: String,
+    pub repository: String,
+    pub operation: &'static str,
+    pub upstream_ms: u64,
+}
+
+impl AccessLog {
+    pub(crate) fn finish(
+        self,
+        response: Response<ProxyBody>,
+        started: Instant,
+    ) -> Response<ProxyBody> {
+        let status = response.status();
+        if response.body().is_end_stream() || self.method == "HEAD" {
+            self.write(status, 0, true, started);
+            return response;
+        }
+        let (parts, body) = response.into_parts();
+        let counted = Counted::new(body, move |bytes, complete| {
+            self.write(status, bytes, complete, started)
+        });
+        Response::from_parts(parts, counted.boxed_unsync())
+    }
+
+    fn write(&self, status: StatusCode, bytes: u64, complete: bool, started: Instant) {
+        tracing::info!(
+            target: "connectors::access",
+            method = %self.method,
+            path = %self.path,
+            status = status.as_u16(),
+            connector = %self.connector,
+            repository = %self.repository,
+            operation = self.operation,
+            principal = %self.principal,
+            bytes,
+            complete,
+            upstream_ms = self.upstream_ms,
+            total_ms = started.elapsed().as_millis() as u64,
+            "request"
+        );
+    }
+}

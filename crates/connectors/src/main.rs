@@ -1,1 +1,385 @@
-fn main() {}
+//! `connectors`: the one binary. Each role is a subcommand; this is the only place that chooses
+//! implementations (file catalog and local tokens in embedded mode).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use connectors_catalog::{Catalog, FileCatalog, ResolvedConnector};
+use connectors_identity::{Allowed, LocalTokens};
+use connectors_model::ConnectorRef;
+use connectors_proxy::Proxy;
+use connectors_registry::{ResolveOverrides, Target, UpstreamAccess, base_url};
+
+#[derive(Parser)]
+#[command(
+    name = "connectors",
+    version,
+    about = "Push and pull container images through a proxy that holds the registry credentials",
+    long_about = "Connectors lets a workload push and pull images without ever holding the registry's password. \
+The workload presents a short-lived proxy token; the proxy checks that the token may use the named connector \
+(a registry address plus credentials) and talks to the real registry with the connector's credentials.\n\n\
+Quick start (embedded mode, one machine):\n  \
+connectors up --catalog examples/quickstart.yaml\n  \
+connectors token issue --connectors team-a/registry\n  \
+skopeo copy --src-tls-verify=false --src-creds any:<token> \\\n    \
+docker://127.0.0.1:8080/namespaces/team-a/connectors/registry/app:v1 dir:/tmp/app"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "CONNECTORS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the proxy (embedded mode): connectors and secrets come from YAML manifests, proxy tokens are
+    /// signed with a key in the state folder.
+    Up(UpArgs),
+    /// Proxy tokens for embedded mode.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Probe connectors' registries: reachable? credentials accepted? One line per connector; exit status 1
+    /// when any check fails.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+struct CatalogArgs {
+    /// A YAML file or a folder of YAML files with Connector, Secret (and ConnectorClass) manifests, as you
+    /// would `kubectl apply` them. Edits are picked up without a restart; a broken edit keeps the last good
+    /// state and is logged.
+    #[arg(long, env = "CONNECTORS_CATALOG", default_value = "connectors.yaml")]
+    catalog: PathBuf,
+}
+
+#[derive(Args)]
+struct StateArgs {
+    /// Folder for the proxy's own state: the token signing key (and the CA). Created if missing.
+    #[arg(long, env = "CONNECTORS_STATE_DIR", default_value_os_t = default_state_dir())]
+    state_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct ResolveArgs {
+    /// Connect to ADDR whenever a connector's registry HOST:PORT is dialled (repeatable), e.g.
+    /// `registry.test:5443:127.0.0.1`. For tests and air-gapped setups; TLS still verifies HOST.
+    #[arg(
+        long = "resolve",
+        value_name = "HOST:PORT:ADDR",
+        env = "CONNECTORS_RESOLVE",
+        value_delimiter = ','
+    )]
+    resolve: Vec<String>,
+}
+
+#[derive(Args)]
+struct UpArgs {
+    #[command(flatten)]
+    catalog: CatalogArgs,
+    #[command(flatten)]
+    state: StateArgs,
+    #[command(flatten)]
+    resolve: ResolveArgs,
+    /// Address to listen on. Use port 0 to pick a free port (the address is printed).
+    #[arg(long, env = "CONNECTORS_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// How often to look for catalog changes.
+    #[arg(long, env = "CONNECTORS_CATALOG_POLL", default_value = "1s", value_parser = humantime::parse_duration)]
+    catalog_poll: Duration,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a new proxy token on stdout.
+    Issue(IssueArgs),
+}
+
+#[derive(Args)]
+struct IssueArgs {
+    #[command(flatten)]
+    state: StateArgs,
+    /// Connectors the token may use, as NS/NAME, comma-separated; `*` for all.
+    #[arg(long, value_delimiter = ',', required = true)]
+    connectors: Vec<String>,
+    /// Lifetime, e.g. 30m, 2h (at most 24h).
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    ttl: Duration,
+    /// Who the token stands for; appears in the proxy's access log.
+    #[arg(long, default_value = "local")]
+    subject: String,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    catalog: CatalogArgs,
+    #[command(flatten)]
+    resolve: ResolveArgs,
+    /// Connectors to check, as NS/NAME; all connectors in the catalog when none is given.
+    connectors: Vec<String>,
+}
+
+fn default_state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("connectors");
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/state/connectors"),
+        None => PathBuf::from(".connectors-state"),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Up(args) => up(args).await,
+            Command::Token(TokenCommand::Issue(args)) => issue(args),
+            Command::Check(args) => check(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CONNECTORS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn resolve_overrides(args: &ResolveArgs) -> Result<ResolveOverrides> {
+    let mut overrides = ResolveOverrides::default();
+    for entry in args.resolve.iter().filter(|e| !e.trim().is_empty()) {
+        let ((host, port), addr) =
+            ResolveOverrides::parse_entry(entry.trim()).map_err(anyhow::Error::msg)?;
+        overrides.insert(&host, port, addr);
+    }
+    Ok(overrides)
+}
+
+fn load_catalog(args: &CatalogArgs) -> Result<Arc<FileCatalog>> {
+    if !args.catalog.exists() {
+        bail!(
+            "no catalog at {}: pass --catalog FILE|DIR with Connector and Secret manifests (see examples/quickstart.yaml)",
+            args.catalog.display()
+        );
+    }
+    FileCatalog::load(&args.catalog)
+        .with_context(|| format!("loading the catalog {}", args.catalog.display()))
+}
+
+async fn up(args: UpArgs) -> Result<ExitCode> {
+    let overrides = resolve_overrides(&args.resolve)?;
+    let catalog = load_catalog(&args.catalog)?;
+    let tokens = Arc::new(
+        LocalTokens::load_or_create(&args.state.state_dir).with_context(|| {
+            format!(
+                "preparing the state folder {}",
+                args.state.state_dir.display()
+            )
+        })?,
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}; pick another address with --listen",
+                args.listen
+            )
+        })?;
+    let local = listener
+        .local_addr()
+        .context("reading the listening address")?;
+    let _watch = catalog.spawn_watch(args.catalog_poll);
+
+    println!("listening on {local}");
+    println!("state folder {}", args.state.state_dir.display());
+    for c in catalog.connectors() {
+        let status = match &c.credentials {
+            Ok(_) => "ready".to_string(),
+            Err(reason) => format!("UNUSABLE: {reason}"),
+        };
+        println!(
+            "connector {} -> {} via {local}/namespaces/{}/connectors/{} ({status})",
+            c.reference,
+            base_url(&c.address),
+            c.reference.namespace,
+            c.reference.name
+        );
+    }
+    tracing::info!(%local, connectors = catalog.connectors().len(), "proxy started");
+
+    let catalog: Arc<dyn Catalog> = catalog;
+    let proxy = Proxy::new(
+        catalog,
+        tokens.clone(),
+        tokens,
+        UpstreamAccess::new(overrides),
+    );
+    proxy
+        .serve(listener, shutdown_signal())
+        .await
+        .context("serving")?;
+    tracing::info!("proxy stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn issue(args: IssueArgs) -> Result<ExitCode> {
+    let allowed = if args.connectors.iter().any(|c| c.trim() == "*") {
+        Allowed::Any
+    } else {
+        let refs = args
+            .connectors
+            .iter()
+            .map(|c| c.parse::<ConnectorRef>())
+            .collect::<Result<Vec<_>, _>>()
+            .context("--connectors")?;
+        Allowed::Only(refs)
+    };
+    let tokens = LocalTokens::load_or_create(&args.state.state_dir).with_context(|| {
+        format!(
+            "preparing the state folder {}",
+            args.state.state_dir.display()
+        )
+    })?;
+    let token = tokens
+        .issue(&args.subject, &allowed, args.ttl)
+        .context("issuing the token")?;
+    println!("{}", token.expose());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn check(args: CheckArgs) -> Result<ExitCode> {
+    let overrides = resolve_overrides(&args.resolve)?;
+    let catalog = load_catalog(&args.catalog)?;
+    let selected: Vec<Arc<ResolvedConnector>> = if args.connectors.is_empty() {
+        catalog.connectors()
+    } else {
+        let mut out = Vec::new();
+        for name in &args.connectors {
+            let r: ConnectorRef = name
+                .parse()
+                .with_context(|| format!("connector {name:?}"))?;
+            match catalog.connector(&r) {
+                Some(c) => out.push(c),
+                None => bail!(
+                    "connector {r} is not in the catalog {}",
+                    args.catalog.catalog.display()
+                ),
+            }
+        }
+        out
+    };
+    if selected.is_empty() {
+        bail!(
+            "the catalog {} has no connectors",
+            args.catalog.catalog.display()
+        );
+    }
+    let access = UpstreamAccess::new(overrides);
+    let mut failed = false;
+    for c in selected {
+        let line = match &c.credentials {
+            Err(reason) => Err(format!("not usable: {reason}")),
+            Ok(credentials) => {
+                let target = Target {
+                    connector: &c.reference,
+                    fingerprint: c.fingerprint,
+                    address: &c.address,
+                    extensions: &c.extensions,
+                    credentials,
+                    ca_pems: &c.ca_pems,
+                };
+                let repository = c
+                    .connector
+                    .spec
+                    .auth
+                    .as_ref()
+                    .and_then(|a| a.params.iter().find(|p| p.name == "repository"))
+                    .and_then(|p| p.string_value());
+                let report =
+                    connectors_registry::probe::probe(&access, &target, repository.as_deref())
+                        .await;
+                match (report.liveness, report.auth) {
+                    (Err(e), _) => Err(format!("unreachable: {e}")),
+                    (Ok(()), Err(e)) => Err(format!("reachable, but authentication failed: {e}")),
+                    (Ok(()), Ok(how)) => Ok(format!(
+                        "registry {} reachable; {how}",
+                        c.address.authority()
+                    )),
+                }
+            }
+        };
+        match line {
+            Ok(msg) => println!("ok    {}: {msg}", c.reference),
+            Err(msg) => {
+                failed = true;
+                println!("FAIL  {}: {msg}", c.reference);
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the system packages the demo and the end-to-end tests use (Debian/Ubuntu, as root or via sudo).
+# Installs the system packages the demo and the end-to-end tests use (registry, htpasswd, skopeo, buildah,
+# podman, curl) (Debian/Ubuntu, as root or via sudo).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -8,6 +9,8 @@ command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v curl >/dev/null || need+=(curl)
+command -v buildah >/dev/null || need+=(buildah)
+command -v podman >/dev/null || need+=(podman)
 command -v unshare >/dev/null || need+=(util-linux)
 
 if [ ${#need[@]} -eq 0 ]; then

@@ -12,7 +12,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use connectors_catalog::{Catalog, FileCatalog, ResolvedConnector};
 use connectors_identity::{Allowed, LocalTokens};
 use connectors_model::ConnectorRef;
-use connectors_proxy::Proxy;
+use connectors_proxy::ca::ProxyCa;
+use connectors_proxy::{ForwardOptions, ForwardPolicy, Proxy};
 use connectors_registry::{ResolveOverrides, Target, UpstreamAccess, base_url};
 
 #[derive(Parser)]
@@ -51,6 +52,9 @@ enum Command {
     /// Proxy tokens for embedded mode.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The proxy's certificate authority for forward mode.
+    #[command(subcommand)]
+    Ca(CaCommand),
     /// Probe connectors' registries: reachable? credentials accepted? One line per connector; exit status 1
     /// when any check fails.
     Check(CheckArgs),
@@ -96,9 +100,33 @@ struct UpArgs {
     /// Address to listen on. Use port 0 to pick a free port (the address is printed).
     #[arg(long, env = "CONNECTORS_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// The proxy CA certificate (PEM) that signs intercepted connections in forward mode. Default: `ca.crt`
+    /// in the state folder, created with `ca.key` on first start.
+    #[arg(long, env = "CONNECTORS_CA_CERT", requires = "ca_key")]
+    ca_cert: Option<PathBuf>,
+    /// The CA's private key (PEM, PKCS#8, mode 0600), with --ca-cert.
+    #[arg(long, env = "CONNECTORS_CA_KEY", requires = "ca_cert")]
+    ca_key: Option<PathBuf>,
+    /// Forward mode, for destinations that are not one of the caller's connectors: `tunnel` passes the bytes
+    /// through untouched (no interception, no credentials); `deny` refuses them with 403.
+    #[arg(long, env = "CONNECTORS_FORWARD_POLICY", value_enum, default_value_t = Policy::Tunnel)]
+    forward_policy: Policy,
     /// How often to look for catalog changes.
     #[arg(long, env = "CONNECTORS_CATALOG_POLL", default_value = "1s", value_parser = humantime::parse_duration)]
     catalog_poll: Duration,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Policy {
+    Tunnel,
+    Deny,
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Print the proxy CA certificate (PEM): what clients trust for forward mode (`--cert-dir`, `SSL_CERT_FILE`).
+    /// Creates the CA if the state folder has none yet.
+    Show(StateArgs),
 }
 
 #[derive(Subcommand)]
@@ -160,6 +188,7 @@ fn main() -> ExitCode {
             Command::Up(args) => up(args).await,
             Command::Token(TokenCommand::Issue(args)) => issue(args),
             Command::Check(args) => check(args).await,
+            Command::Ca(CaCommand::Show(args)) => ca_show(args),
         }
     });
     match result {
@@ -174,8 +203,11 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CONNECTORS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal; log files and collectors get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -215,6 +247,10 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
             )
         })?,
     );
+    let ca = Arc::new(match (&args.ca_cert, &args.ca_key) {
+        (Some(cert), Some(key)) => ProxyCa::load(cert, key).context("loading the proxy CA")?,
+        _ => ProxyCa::load_or_create(&args.state.state_dir).context("preparing the proxy CA")?,
+    });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {
@@ -230,6 +266,9 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
 
     println!("listening on {local}");
     println!("state folder {}", args.state.state_dir.display());
+    println!(
+        "forward mode: HTTPS_PROXY=http://<namespace>%2F<connector>:<token>@{local} (trust the CA from `connectors ca show`)"
+    );
     for c in catalog.connectors() {
         let status = match &c.credentials {
             Ok(_) => "ready".to_string(),
@@ -246,11 +285,19 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
     tracing::info!(%local, connectors = catalog.connectors().len(), "proxy started");
 
     let catalog: Arc<dyn Catalog> = catalog;
-    let proxy = Proxy::new(
+    let forward = ForwardOptions {
+        ca: Some(ca),
+        policy: match args.forward_policy {
+            Policy::Tunnel => ForwardPolicy::Tunnel,
+            Policy::Deny => ForwardPolicy::Deny,
+        },
+    };
+    let proxy = Proxy::with_forward(
         catalog,
         tokens.clone(),
         tokens,
         UpstreamAccess::new(overrides),
+        forward,
     );
     proxy
         .serve(listener, shutdown_signal())
@@ -281,6 +328,13 @@ async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+fn ca_show(args: StateArgs) -> Result<ExitCode> {
+    let ca = ProxyCa::load_or_create(&args.state_dir)
+        .with_context(|| format!("preparing the proxy CA in {}", args.state_dir.display()))?;
+    print!("{}", ca.cert_pem());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn issue(args: IssueArgs) -> Result<ExitCode> {

@@ -17,6 +17,12 @@ pub enum ProxyError {
     /// No or invalid proxy token (reverse mode): 401 with a Basic challenge.
     #[error("{0}")]
     Unauthenticated(String),
+    /// No or invalid proxy credentials (forward mode): 407 with a Basic proxy challenge.
+    #[error("{0}")]
+    ProxyUnauthenticated(String),
+    /// A forward-mode destination that is not a connector, with the deny policy: 403.
+    #[error("{0}")]
+    DestinationDenied(String),
     /// A valid token that may not use the connector: 403.
     #[error("{0}")]
     Forbidden(String),
@@ -39,6 +45,14 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
+    /// Forward mode: an unauthenticated caller gets 407 rather than 401.
+    pub fn from_proxy_auth(err: AuthError) -> Self {
+        match err.kind() {
+            AuthErrorKind::Unauthenticated => ProxyError::ProxyUnauthenticated(err.to_string()),
+            _ => Self::from_auth(err),
+        }
+    }
+
     pub fn from_auth(err: AuthError) -> Self {
         match err.kind() {
             AuthErrorKind::Forbidden => ProxyError::Forbidden(err.to_string()),
@@ -52,7 +66,8 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ProxyError::ProxyUnauthenticated(_) => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            ProxyError::Forbidden(_) | ProxyError::DestinationDenied(_) => StatusCode::FORBIDDEN,
             ProxyError::UnknownConnector(_) | ProxyError::NotFound => StatusCode::NOT_FOUND,
             ProxyError::BadPath(_) | ProxyError::RequestBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::ConnectorUnusable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -68,8 +83,8 @@ impl ProxyError {
     /// The OCI distribution error code.
     pub fn code(&self) -> &'static str {
         match self {
-            ProxyError::Unauthenticated(_) => "UNAUTHORIZED",
-            ProxyError::Forbidden(_) => "DENIED",
+            ProxyError::Unauthenticated(_) | ProxyError::ProxyUnauthenticated(_) => "UNAUTHORIZED",
+            ProxyError::Forbidden(_) | ProxyError::DestinationDenied(_) => "DENIED",
             ProxyError::UnknownConnector(_) | ProxyError::BadPath(_) => "NAME_UNKNOWN",
             ProxyError::NotFound => "NOT_FOUND",
             ProxyError::NotImplemented(_) => "UNSUPPORTED",
@@ -98,6 +113,12 @@ impl ProxyError {
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"connectors\""),
+            );
+        }
+        if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+            headers.insert(
+                header::PROXY_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"connectors\""),
             );
         }

@@ -7,7 +7,9 @@
 #![forbid(unsafe_code)]
 
 pub mod body;
+pub mod ca;
 pub mod error;
+mod forward;
 pub mod headers;
 mod reverse;
 pub mod rewrite;
@@ -36,12 +38,31 @@ use crate::route::{Route, route};
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What forward mode does with destinations that are not connectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardPolicy {
+    /// Tunnel the bytes untouched: no interception, no credentials (SPEC §4, Decision).
+    #[default]
+    Tunnel,
+    /// Refuse them with 403.
+    Deny,
+}
+
+/// Forward-mode settings.
+#[derive(Debug, Clone, Default)]
+pub struct ForwardOptions {
+    /// The CA that signs intercepted connections; without one, CONNECT to a connector is refused.
+    pub ca: Option<Arc<ca::ProxyCa>>,
+    pub policy: ForwardPolicy,
+}
+
 /// The proxy and everything it needs; cheap to share.
 pub struct Proxy {
     catalog: Arc<dyn Catalog>,
     authn: Arc<dyn Authenticator>,
     authz: Arc<dyn Authorizer>,
     upstream: UpstreamAccess,
+    forward: ForwardOptions,
 }
 
 impl Proxy {
@@ -51,11 +72,23 @@ impl Proxy {
         authz: Arc<dyn Authorizer>,
         upstream: UpstreamAccess,
     ) -> Arc<Self> {
+        Self::with_forward(catalog, authn, authz, upstream, ForwardOptions::default())
+    }
+
+    /// A proxy that also serves forward mode with `forward`.
+    pub fn with_forward(
+        catalog: Arc<dyn Catalog>,
+        authn: Arc<dyn Authenticator>,
+        authz: Arc<dyn Authorizer>,
+        upstream: UpstreamAccess,
+        forward: ForwardOptions,
+    ) -> Arc<Self> {
         Arc::new(Self {
             catalog,
             authn,
             authz,
             upstream,
+            forward,
         })
     }
 
@@ -122,12 +155,11 @@ impl Proxy {
         req: Request<Incoming>,
         log: &mut AccessLog,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        if req.method() == Method::CONNECT || req.uri().scheme().is_some() {
-            return Err(ProxyError::NotImplemented(
-                "forward-proxy requests (CONNECT or absolute URLs) are not served yet; use the reverse address \
-                 <proxy>/namespaces/<ns>/connectors/<name>/<repository>"
-                    .to_owned(),
-            ));
+        if req.method() == Method::CONNECT {
+            return forward::connect(self, req, log).await;
+        }
+        if req.uri().scheme().is_some() {
+            return forward::absolute(self, req, log).await;
         }
         let host = req
             .headers()

@@ -8,6 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use connectors_catalog::ResolvedConnector;
 use connectors_identity::{Principal, token_from_authorization};
+use connectors_model::RegistryCredentials;
 use connectors_registry::{
     OciEndpoint, RequestBody, Target, UpstreamRequest, parse_oci_path, scopes_for,
 };
@@ -96,9 +97,35 @@ pub(crate) async fn handle(
     }
     let scopes = scopes_for(&parts.method, &oci, query.as_deref());
     let uri = upstream_uri(&connector, &rest, query.as_deref())?;
+    let response = send_upstream(
+        proxy,
+        &connector,
+        credentials,
+        parts,
+        body,
+        uri,
+        &scopes,
+        log,
+    )
+    .await?;
+    Ok(client_response(response, &connector, &mount))
+}
+
+/// Phases 5–6, shared by both modes: the request without client credentials and hop-by-hop headers,
+/// its body held when small, sent with the connector's credentials for `scopes`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn send_upstream(
+    proxy: &Proxy,
+    connector: &ResolvedConnector,
+    credentials: &RegistryCredentials,
+    parts: http::request::Parts,
+    body: Incoming,
+    uri: Uri,
+    scopes: &[connectors_registry::Scope],
+    log: &mut AccessLog,
+) -> Result<Response<Incoming>, ProxyError> {
     let body = request_body(&parts.headers, body).await?;
     let headers = upstream_request_headers(parts.headers);
-
     let target = Target {
         connector: &connector.reference,
         fingerprint: connector.fingerprint,
@@ -113,16 +140,16 @@ pub(crate) async fn handle(
         .send(
             &target,
             UpstreamRequest {
-                method: parts.method.clone(),
+                method: parts.method,
                 uri,
                 headers,
                 body,
             },
-            &scopes,
+            scopes,
         )
         .await?;
     log.upstream_ms = upstream_started.elapsed().as_millis() as u64;
-    Ok(client_response(response, &connector, &mount))
+    Ok(response)
 }
 
 fn upstream_uri(
@@ -144,7 +171,10 @@ fn upstream_uri(
 }
 
 /// A body that is known empty or small is held (and can be sent again); anything else streams.
-async fn request_body(headers: &HeaderMap, body: Incoming) -> Result<RequestBody, ProxyError> {
+pub(crate) async fn request_body(
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<RequestBody, ProxyError> {
     if body.is_end_stream() {
         return Ok(RequestBody::Empty);
     }

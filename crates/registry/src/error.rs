@@ -106,6 +106,8 @@ impl UpstreamError {
             }
             found
         };
+        // hyper-rustls may hand the rustls error over as text inside an io::Error; the message tells.
+        let is_tls = is_tls || chain.contains("certificate") || chain.contains("handshake");
         if is_tls {
             UpstreamError::Tls {
                 host: host.to_owned(),

@@ -95,6 +95,7 @@ pub struct UpstreamAccess {
     modes: moka::future::Cache<String, AuthMode>,
     tokens: TokenCache,
     overrides: Arc<ResolveOverrides>,
+    headers_timeout: Duration,
 }
 
 impl UpstreamAccess {
@@ -110,7 +111,37 @@ impl UpstreamAccess {
                 .build(),
             tokens: TokenCache::default(),
             overrides: Arc::new(overrides),
+            headers_timeout: HEADERS_TIMEOUT,
         }
+    }
+
+    /// How long a bodiless request (and the `/v2/` probe) may wait for response headers before it
+    /// fails with a timeout; 120 s unless set. Requests that carry a body are never limited.
+    pub fn with_headers_timeout(mut self, timeout: Duration) -> Self {
+        self.headers_timeout = timeout;
+        self
+    }
+
+    /// The `--resolve` overrides, for tunnels that dial a host themselves.
+    pub fn overrides(&self) -> &ResolveOverrides {
+        &self.overrides
+    }
+
+    /// A pooled client trusting the system roots only, for requests that carry no credentials (forward
+    /// mode to destinations that are not connectors).
+    pub async fn plain_client(&self) -> Result<Arc<UpstreamClient>, UpstreamError> {
+        let overrides = self.overrides.clone();
+        self.clients
+            .try_get_with(String::new(), async {
+                build_client(&[], overrides)
+                    .map(Arc::new)
+                    .map_err(|e| UpstreamError::Setup {
+                        connector: "(none)".into(),
+                        reason: e.to_string(),
+                    })
+            })
+            .await
+            .map_err(unshare)
     }
 
     /// The pooled client for a connector (its CAs decide the trust).
@@ -265,11 +296,11 @@ impl UpstreamAccess {
             .unwrap_or_else(|| target.address.authority());
         let fut = client.request(req);
         let result = if bodiless {
-            tokio::time::timeout(HEADERS_TIMEOUT, fut)
+            tokio::time::timeout(self.headers_timeout, fut)
                 .await
                 .map_err(|_| UpstreamError::Timeout {
                     host: host.clone(),
-                    seconds: HEADERS_TIMEOUT.as_secs(),
+                    seconds: self.headers_timeout.as_secs(),
                 })?
         } else {
             fut.await
@@ -284,9 +315,10 @@ impl UpstreamAccess {
         client: &UpstreamClient,
     ) -> Result<AuthMode, UpstreamError> {
         let client = client.clone();
+        let timeout = self.headers_timeout;
         self.modes
             .try_get_with(target.key(), async move {
-                learn_auth_mode(target, &client).await
+                learn_auth_mode(target, &client, timeout).await
             })
             .await
             .map_err(unshare)
@@ -381,6 +413,7 @@ impl UpstreamAccess {
 async fn learn_auth_mode(
     target: &Target<'_>,
     client: &UpstreamClient,
+    timeout: Duration,
 ) -> Result<AuthMode, UpstreamError> {
     let host = target.address.authority();
     let uri: Uri = format!("{}/v2/", base_url(target.address))
@@ -397,11 +430,11 @@ async fn learn_auth_mode(
             connector: target.connector.to_string(),
             reason: e.to_string(),
         })?;
-    let response = tokio::time::timeout(HEADERS_TIMEOUT, client.request(req))
+    let response = tokio::time::timeout(timeout, client.request(req))
         .await
         .map_err(|_| UpstreamError::Timeout {
             host: host.clone(),
-            seconds: HEADERS_TIMEOUT.as_secs(),
+            seconds: timeout.as_secs(),
         })?
         .map_err(|e| UpstreamError::from_send(&host, &e))?;
     let status = response.status();

@@ -275,3 +275,90 @@ impl<'a> ConnectorSpec<'a> {
 pub fn proxy_authfile(dir: &Path, proxy: &ProxyUnderTest, token: &str) -> PathBuf {
     connectors_testkit::AuthFile::write(dir, &proxy.host_port(), "workload", token)
 }
+
+/// The forward-proxy URL a client puts in `HTTPS_PROXY`: `http://<ns>%2F<name>[,…]:<token>@<proxy>`.
+pub fn proxy_url(proxy: &ProxyUnderTest, connectors: &[&str], token: &str) -> String {
+    let users: Vec<String> = connectors.iter().map(|c| format!("{NS}%2F{c}")).collect();
+    format!("http://{}:{token}@{}", users.join(","), proxy.host_port())
+}
+
+/// A folder with the proxy's CA as `ca.crt`, for `--cert-dir`.
+pub fn proxy_cert_dir(proxy: &ProxyUnderTest) -> PathBuf {
+    let dir = proxy.dir().join("client-certs");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(proxy.state_dir().join("ca.crt"), dir.join("ca.crt"))
+        .expect("the proxy wrote ca.crt in its state folder");
+    dir
+}
+
+/// Runs buildah or podman as root with vfs storage in `work`, an isolated blob-info cache and
+/// configuration, and only the given proxy variables.
+pub fn container_tool(
+    bin: &str,
+    work: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> connectors_testkit::Output {
+    const UNSHARE: &str = "mkdir -p /var/lib/containers/cache && mount -t tmpfs tmpfs /var/lib/containers/cache && exec \"$0\" \"$@\"";
+    let root = work.join(format!("{bin}-store"));
+    std::fs::create_dir_all(work.join("home")).unwrap();
+    // an auth file with no credentials at all: the workload has none
+    std::fs::write(work.join("home/auth.json"), "{\"auths\":{}}\n").unwrap();
+    let registries = work.join("registries.conf");
+    std::fs::write(&registries, "unqualified-search-registries = []\n").unwrap();
+    let mut global: Vec<String> = vec![
+        "--root".into(),
+        root.join("root").display().to_string(),
+        "--runroot".into(),
+        root.join("run").display().to_string(),
+        "--storage-driver".into(),
+        "vfs".into(),
+    ];
+    if bin == "podman" {
+        global.extend(
+            [
+                "--events-backend",
+                "none",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--tmpdir",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        global.push(root.join("tmp").display().to_string());
+    }
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", UNSHARE, bin])
+        .args(&global)
+        .args(args);
+    for var in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("HOME", work.join("home"))
+        .env("XDG_RUNTIME_DIR", work.join("home"))
+        .env("CONTAINERS_REGISTRIES_CONF", &registries)
+        .env("REGISTRY_AUTH_FILE", work.join("home/auth.json"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {bin} (apt-get install {bin}): {e}"));
+    connectors_testkit::Output {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        timed_out: false,
+    }
+}

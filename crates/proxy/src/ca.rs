@@ -1,0 +1,359 @@
+//! The proxy's own certificate authority, and the leaf certificates it mints for intercepted hosts.
+//!
+//! Forward mode terminates TLS for a connector's host with a certificate signed by this CA; the CSI
+//! driver mounts the CA certificate as `ca.crt` so that clients trust it without `--tls-verify=false`.
+//! Leaves share one key (generated at start) so that minting is one signature; each leaf is valid for
+//! a day, backdated an hour for clock skew, and cached per host for less than that.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+pub const CA_CERT_FILE: &str = "ca.crt";
+pub const CA_KEY_FILE: &str = "ca.key";
+
+const LEAF_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+const LEAF_BACKDATE: Duration = Duration::from_secs(3600);
+/// Leaves are re-minted well before they expire.
+const LEAF_CACHE_TTL: Duration = Duration::from_secs(12 * 3600);
+const LEAF_CACHE_CAPACITY: u64 = 10_000;
+const CA_LIFETIME_DAYS: i64 = 3650;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`")]
+    KeyPermissions { path: PathBuf, mode: u32 },
+    #[error("{path}: not a usable {what}: {reason}")]
+    Invalid {
+        path: PathBuf,
+        what: &'static str,
+        reason: String,
+    },
+    #[error("{0} exists but {1} does not; restore it or remove both to create a new CA")]
+    HalfPresent(PathBuf, PathBuf),
+    #[error("cannot mint a certificate for {host:?}: {reason}")]
+    Mint { host: String, reason: String },
+    #[error("generating the CA: {0}")]
+    Generate(String),
+}
+
+/// The CA and the leaf-certificate cache.
+pub struct ProxyCa {
+    cert_pem: String,
+    cert_der: CertificateDer<'static>,
+    issuer: Issuer<'static, KeyPair>,
+    leaf_key: Arc<KeyPair>,
+    leaves: moka::sync::Cache<String, Arc<ServerConfig>>,
+}
+
+impl std::fmt::Debug for ProxyCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyCa").finish_non_exhaustive()
+    }
+}
+
+impl ProxyCa {
+    /// Loads `ca.crt` and `ca.key` from `dir`, or creates an ECDSA P-256 CA there (key mode 0600).
+    pub fn load_or_create(dir: &Path) -> Result<Self, CaError> {
+        let cert_path = dir.join(CA_CERT_FILE);
+        let key_path = dir.join(CA_KEY_FILE);
+        match (cert_path.exists(), key_path.exists()) {
+            (true, true) => Self::load(&cert_path, &key_path),
+            (false, false) => {
+                create_dir_private(dir)?;
+                let (cert_pem, key_pem) = generate_ca()?;
+                write_private(&key_path, key_pem.as_bytes())?;
+                write_file(&cert_path, cert_pem.as_bytes(), 0o644)?;
+                tracing::info!(cert = %cert_path.display(), "created the proxy CA");
+                Self::from_pem(&cert_pem, &key_pem, &cert_path, &key_path)
+            }
+            (true, false) => Err(CaError::HalfPresent(cert_path, key_path)),
+            (false, true) => Err(CaError::HalfPresent(key_path, cert_path)),
+        }
+    }
+
+    /// Loads a CA from a certificate and key file (`--ca-cert`, `--ca-key`).
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, CaError> {
+        check_key_permissions(key_path)?;
+        let cert_pem = std::fs::read_to_string(cert_path).map_err(|source| CaError::Io {
+            path: cert_path.into(),
+            source,
+        })?;
+        let key_pem = std::fs::read_to_string(key_path).map_err(|source| CaError::Io {
+            path: key_path.into(),
+            source,
+        })?;
+        Self::from_pem(&cert_pem, &key_pem, cert_path, key_path)
+    }
+
+    /// A CA from PEM text (the paths only name the sources in errors).
+    pub fn from_pem(
+        cert_pem: &str,
+        key_pem: &str,
+        cert_path: &Path,
+        key_path: &Path,
+    ) -> Result<Self, CaError> {
+        let key = KeyPair::from_pem(key_pem).map_err(|e| CaError::Invalid {
+            path: key_path.into(),
+            what: "private key (PEM, PKCS#8)",
+            reason: e.to_string(),
+        })?;
+        let cert_der =
+            CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| CaError::Invalid {
+                path: cert_path.into(),
+                what: "CA certificate (PEM)",
+                reason: e.to_string(),
+            })?;
+        let issuer = Issuer::from_ca_cert_der(&cert_der, key).map_err(|e| CaError::Invalid {
+            path: cert_path.into(),
+            what: "CA certificate",
+            reason: e.to_string(),
+        })?;
+        let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| CaError::Generate(e.to_string()))?;
+        Ok(ProxyCa {
+            cert_pem: cert_pem.to_owned(),
+            cert_der,
+            issuer,
+            leaf_key: Arc::new(leaf_key),
+            leaves: moka::sync::Cache::builder()
+                .max_capacity(LEAF_CACHE_CAPACITY)
+                .time_to_live(LEAF_CACHE_TTL)
+                .build(),
+        })
+    }
+
+    /// The CA certificate (PEM): what clients must trust.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    pub fn cert_der(&self) -> &CertificateDer<'static> {
+        &self.cert_der
+    }
+
+    /// A TLS server configuration presenting a leaf certificate for `host` (a DNS name or an IP
+    /// address), from the cache or minted now. HTTP/1.1 only.
+    pub fn server_config(&self, host: &str) -> Result<Arc<ServerConfig>, CaError> {
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        if let Some(config) = self.leaves.get(&host) {
+            return Ok(config);
+        }
+        let config = Arc::new(self.mint(&host)?);
+        self.leaves.insert(host, config.clone());
+        Ok(config)
+    }
+
+    fn mint(&self, host: &str) -> Result<ServerConfig, CaError> {
+        let fail = |reason: String| CaError::Mint {
+            host: host.to_owned(),
+            reason,
+        };
+        let chain = vec![self.leaf_der(host)?, self.cert_der.clone()];
+        let key = PrivateKeyDer::try_from(self.leaf_key.serialize_der())
+            .map_err(|e| fail(e.to_string()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| fail(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| fail(e.to_string()))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+
+    /// A leaf certificate for `host`, signed by the CA.
+    fn leaf_der(&self, host: &str) -> Result<CertificateDer<'static>, CaError> {
+        let fail = |reason: String| CaError::Mint {
+            host: host.to_owned(),
+            reason,
+        };
+        let mut params =
+            CertificateParams::new(vec![host.to_owned()]).map_err(|e| fail(e.to_string()))?;
+        params.distinguished_name.push(DnType::CommonName, host);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - LEAF_BACKDATE;
+        params.not_after = now + LEAF_LIFETIME;
+        let leaf = params
+            .signed_by(self.leaf_key.as_ref(), &self.issuer)
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(leaf.der().clone())
+    }
+}
+
+fn generate_ca() -> Result<(String, String), CaError> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| CaError::Generate(e.to_string()))?;
+    let mut params = CertificateParams::new(Vec::<String>::new())
+        .map_err(|e| CaError::Generate(e.to_string()))?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "Connectors proxy CA");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Connectors");
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - LEAF_BACKDATE;
+    params.not_after = now + time::Duration::days(CA_LIFETIME_DAYS);
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| CaError::Generate(e.to_string()))?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+fn create_dir_private(dir: &Path) -> Result<(), CaError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|source| CaError::Io {
+        path: dir.into(),
+        source,
+    })
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CaError> {
+    write_file(path, bytes, 0o600)
+}
+
+/// Writes through a temporary file and a rename, so a reader never sees half a file.
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError> {
+    let tmp = path.with_extension("tmp");
+    let io = |source| CaError::Io {
+        path: path.into(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut file = options.open(&tmp).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+fn check_key_permissions(path: &Path) -> Result<(), CaError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|source| CaError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(CaError::KeyPermissions {
+                path: path.into(),
+                mode,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_then_reloads_the_same_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let first = ProxyCa::load_or_create(&state).unwrap();
+        let again = ProxyCa::load_or_create(&state).unwrap();
+        assert_eq!(first.cert_pem(), again.cert_pem());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(state.join(CA_KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+    }
+
+    #[test]
+    fn refuses_a_readable_key_and_half_a_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        ProxyCa::load_or_create(dir.path()).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let key = dir.path().join(CA_KEY_FILE);
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let err = ProxyCa::load_or_create(dir.path()).unwrap_err();
+            assert!(err.to_string().contains("chmod 600"), "{err}");
+            std::fs::remove_file(&key).unwrap();
+            let err = ProxyCa::load_or_create(dir.path()).unwrap_err();
+            assert!(matches!(err, CaError::HalfPresent(..)), "{err}");
+        }
+    }
+
+    #[test]
+    fn leaves_verify_against_the_ca_for_names_and_ips() {
+        use rustls::client::danger::ServerCertVerifier;
+        use rustls_pki_types::{ServerName, UnixTime};
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ProxyCa::load_or_create(dir.path()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.cert_der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .unwrap();
+        for host in ["registry.test", "127.0.0.1", "::1"] {
+            let leaf = ca.leaf_der(host).unwrap();
+            let name = ServerName::try_from(host).unwrap();
+            verifier
+                .verify_server_cert(&leaf, &[], &name, &[], UnixTime::now())
+                .unwrap_or_else(|e| panic!("{host}: {e}"));
+            let other = ServerName::try_from("other.test").unwrap();
+            assert!(
+                verifier
+                    .verify_server_cert(&leaf, &[], &other, &[], UnixTime::now())
+                    .is_err(),
+                "{host}"
+            );
+            let config = ca.server_config(host).unwrap();
+            assert!(
+                Arc::ptr_eq(&config, &ca.server_config(host).unwrap()),
+                "{host} not cached"
+            );
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! Forward mode: `CONNECT host:port` and absolute-form `http://` requests from clients that set
+//! `HTTPS_PROXY=http://<ns>%2F<name>[,…]:<token>@<proxy>`.
+//!
+//! A destination that is one of the named connectors' addresses (or extensions) is intercepted: TLS is
+//! terminated with a leaf certificate from the proxy CA, and each inner request goes through the same
+//! upstream path as reverse mode, with the connector's credentials. Any other destination is tunnelled
+//! untouched (or refused with the deny policy): it never receives credentials.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use connectors_catalog::ResolvedConnector;
+use connectors_identity::{Principal, parse_proxy_authorization};
+use connectors_model::{ConnectorRef, Endpoint, Scheme};
+use connectors_registry::{ResolveOverrides, parse_oci_path, scopes_for};
+use http::{HeaderValue, Method, Request, Response, Uri, header};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use crate::body::{ProxyBody, empty, full};
+use crate::error::ProxyError;
+use crate::headers::{client_response_headers, upstream_request_headers};
+use crate::reverse::{AccessLog, send_upstream};
+use crate::{ForwardPolicy, Proxy};
+
+/// How long a client may take to finish the TLS handshake inside a tunnel.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long dialling a tunnel's destination may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the requests inside an intercepted connection may take to arrive.
+const INNER_HEADER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Who is calling, and the connectors they named and may use.
+struct ForwardCaller {
+    principal: Principal,
+    connectors: Vec<Arc<ResolvedConnector>>,
+}
+
+/// Phase 2–3 for forward mode: `Proxy-Authorization` names the connectors and carries the token; every
+/// named connector must be allowed and must exist.
+async fn identify(
+    proxy: &Proxy,
+    headers: &http::HeaderMap,
+    log: &mut AccessLog,
+) -> Result<ForwardCaller, ProxyError> {
+    let value = headers.get(header::PROXY_AUTHORIZATION).ok_or_else(|| {
+        ProxyError::ProxyUnauthenticated(
+            "no proxy credentials: set HTTPS_PROXY=http://<namespace>%2F<connector>:<token>@<proxy>".to_owned(),
+        )
+    })?;
+    let credentials =
+        parse_proxy_authorization(value.as_bytes()).map_err(ProxyError::from_proxy_auth)?;
+    let principal = proxy
+        .authn
+        .authenticate(&credentials.token)
+        .await
+        .map_err(ProxyError::from_proxy_auth)?;
+    log.principal = principal.subject.clone();
+    log.connector = credentials
+        .connectors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut connectors = Vec::with_capacity(credentials.connectors.len());
+    for reference in &credentials.connectors {
+        proxy
+            .authz
+            .authorize(&principal, reference)
+            .await
+            .map_err(ProxyError::from_auth)?;
+        let connector = proxy
+            .catalog
+            .connector(reference)
+            .ok_or_else(|| ProxyError::UnknownConnector(reference.to_string()))?;
+        connectors.push(connector);
+    }
+    Ok(ForwardCaller {
+        principal,
+        connectors,
+    })
+}
+
+/// The first named connector that owns `host:port` (with `scheme`, when the request says which), and the
+/// endpoint that matched.
+fn select(
+    connectors: &[Arc<ResolvedConnector>],
+    scheme: Option<Scheme>,
+    host: &str,
+    port: u16,
+) -> Option<(Arc<ResolvedConnector>, Endpoint)> {
+    connectors.iter().find_map(|c| {
+        c.endpoints()
+            .find(|e| match scheme {
+                Some(s) => e.matches(s, host, port),
+                None => e.matches_authority(host, port),
+            })
+            .map(|e| (c.clone(), e.clone()))
+    })
+}
+
+/// `CONNECT host:port`.
+pub(crate) async fn connect(
+    proxy: &Arc<Proxy>,
+    mut req: Request<Incoming>,
+    log: &mut AccessLog,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let authority = req
+        .uri()
+        .authority()
+        .cloned()
+        .ok_or_else(|| ProxyError::BadPath("CONNECT needs a host:port target".to_owned()))?;
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let port = authority.port_u16().unwrap_or(443);
+    log.path = format!("{host}:{port}");
+    let caller = identify(proxy, req.headers(), log).await?;
+    let on_upgrade = hyper::upgrade::on(&mut req);
+
+    if let Some((connector, endpoint)) = select(&caller.connectors, None, &host, port) {
+        log.connector = connector.reference.to_string();
+        log.operation = "intercept";
+        if let Err(reason) = &connector.credentials {
+            return Err(ProxyError::ConnectorUnusable {
+                connector: connector.reference.to_string(),
+                reason: reason.clone(),
+            });
+        }
+        let ca = proxy.forward.ca.clone().ok_or_else(|| {
+            ProxyError::NotImplemented(
+                "this proxy has no CA, so it cannot intercept TLS for connectors".to_owned(),
+            )
+        })?;
+        let tls_config = ca
+            .server_config(&host)
+            .map_err(|e| ProxyError::NotImplemented(e.to_string()))?;
+        let ctx = Arc::new(Intercepted {
+            connector: connector.reference.clone(),
+            endpoint,
+            host: host.clone(),
+            port,
+            principal_expires: caller.principal.expires_at,
+            principal: caller.principal.subject.clone(),
+        });
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => intercept(proxy, TokioIo::new(upgraded), tls_config, ctx).await,
+                Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+            }
+        });
+        return Ok(Response::new(empty()));
+    }
+
+    if proxy.forward.policy == ForwardPolicy::Deny {
+        return Err(ProxyError::DestinationDenied(format!(
+            "{host}:{port} is not the address of connector {}; this proxy only forwards to connectors",
+            log.connector
+        )));
+    }
+    log.operation = "tunnel";
+    let upstream = dial(proxy.upstream.overrides(), &host, port).await?;
+    let principal = caller.principal.subject.clone();
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        tunnel(TokioIo::new(upgraded), upstream, &host, port, &principal).await;
+    });
+    Ok(Response::new(empty()))
+}
+
+/// Opens the TCP connection of a tunnel (honouring `--resolve`) before the client is told `200`.
+async fn dial(
+    overrides: &ResolveOverrides,
+    host: &str,
+    port: u16,
+) -> Result<TcpStream, ProxyError> {
+    let unreachable = |reason: String| {
+        ProxyError::Upstream(connectors_registry::UpstreamError::Connect {
+            host: format!("{host}:{port}"),
+            reason,
+        })
+    };
+    let addrs: Vec<SocketAddr> = match overrides.lookup(host, port) {
+        Some(addr) => vec![addr],
+        None => tokio::time::timeout(DIAL_TIMEOUT, tokio::net::lookup_host((host, port)))
+            .await
+            .map_err(|_| unreachable("name lookup timed out".into()))?
+            .map_err(|e| unreachable(format!("name lookup: {e}")))?
+            .collect(),
+    };
+    let stream = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(&addrs[..]))
+        .await
+        .map_err(|_| unreachable("connect timed out".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+async fn tunnel(
+    mut client: TokioIo<hyper::upgrade::Upgraded>,
+    mut upstream: TcpStream,
+    host: &str,
+    port: u16,
+    principal: &str,
+) {
+    let started = Instant::now();
+    let result = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    let (up, down, complete) = match result {
+        Ok((up, down)) => (up, down, true),
+        Err(_) => (0, 0, false),
+    };
+    tracing::info!(
+        target: "connectors::access",
+        method = "CONNECT",
+        path = %format!("{host}:{port}"),
+        operation = "tunnel",
+        principal,
+        bytes_up = up,
+        bytes = down,
+        complete,
+        total_ms = started.elapsed().as_millis() as u64,
+        "tunnel closed"
+    );
+}
+
+/// What an intercepted connection is for.
+struct Intercepted {
+    connector: ConnectorRef,
+    /// The connector endpoint the client connected to (its address or an extension).
+    endpoint: Endpoint,
+    host: String,
+    port: u16,
+    principal: String,
+    principal_expires: Option<SystemTime>,
+}
+
+/// Terminates the client's TLS with a leaf for the CONNECT host (refusing another SNI) and serves the
+/// HTTP/1.1 requests inside.
+async fn intercept(
+    proxy: Arc<Proxy>,
+    io: TokioIo<hyper::upgrade::Upgraded>,
+    tls_config: Arc<rustls::ServerConfig>,
+    ctx: Arc<Intercepted>,
+) {
+    let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+    let start = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor).await {
+        Ok(Ok(start)) => start,
+        Ok(Err(e)) => {
+            tracing::info!(host = %ctx.host, error = %e, "intercepted connection: no TLS client hello");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(host = %ctx.host, "intercepted connection: TLS client hello timed out");
+            return;
+        }
+    };
+    if let Some(sni) = start.client_hello().server_name()
+        && !sni.eq_ignore_ascii_case(&ctx.host)
+    {
+        tracing::warn!(connect_host = %ctx.host, sni, connector = %ctx.connector, "refused TLS: the SNI differs from the CONNECT host");
+        return;
+    }
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, start.into_stream(tls_config)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::info!(host = %ctx.host, error = %e, "TLS handshake with the client failed (does it trust the proxy CA?)");
+            return;
+        }
+        Err(_) => return,
+    };
+    let service =
+        service_fn(move |req| {
+            let proxy = proxy.clone();
+            let ctx = ctx.clone();
+            async move {
+                let started = Instant::now();
+                let mut log = AccessLog {
+                    method: req.method().to_string(),
+                    path: format!("{}:{}{}", ctx.host, ctx.port, req.uri().path()),
+                    connector: ctx.connector.to_string(),
+                    principal: ctx.principal.clone(),
+                    ..AccessLog::default()
+                };
+                let response = inner_request(&proxy, &ctx, req, &mut log).await.unwrap_or_else(|e| {
+                if e.status().is_server_error() {
+                    tracing::warn!(connector = %log.connector, error = %e, "request failed");
+                }
+                e.into_response()
+            });
+                Ok::<_, std::convert::Infallible>(log.finish(response, started))
+            }
+        });
+    let result = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(INNER_HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(tls), service)
+        .await;
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "intercepted connection ended with an error");
+    }
+}
+
+/// One request inside an intercepted connection (or an absolute-form request for a connector): sent to
+/// the same origin, with the connector's credentials when it goes to the connector's address.
+async fn inner_request(
+    proxy: &Proxy,
+    ctx: &Intercepted,
+    req: Request<Incoming>,
+    log: &mut AccessLog,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    if ctx
+        .principal_expires
+        .is_some_and(|t| t <= SystemTime::now())
+    {
+        return Err(ProxyError::Unauthenticated(
+            "the proxy token of this connection has expired; reconnect with a fresh token"
+                .to_owned(),
+        ));
+    }
+    // Look the connector up again: its credentials may have changed since the tunnel opened.
+    let connector = proxy
+        .catalog
+        .connector(&ctx.connector)
+        .ok_or_else(|| ProxyError::UnknownConnector(ctx.connector.to_string()))?;
+    let credentials =
+        connector
+            .credentials
+            .as_ref()
+            .map_err(|reason| ProxyError::ConnectorUnusable {
+                connector: ctx.connector.to_string(),
+                reason: reason.clone(),
+            })?;
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().map(str::to_owned);
+    let mut target = format!("{}{}", ctx.endpoint.origin(), path);
+    if let Some(q) = &query {
+        target.push('?');
+        target.push_str(q);
+    }
+    let uri: Uri = target
+        .parse()
+        .map_err(|e| ProxyError::BadPath(format!("cannot build the upstream URL: {e}")))?;
+
+    let is_address = ctx.endpoint == connector.address;
+    let (parts, body) = req.into_parts();
+    let response = if is_address {
+        let rest = path
+            .strip_prefix(connector.address.path_prefix())
+            .and_then(|p| p.strip_prefix("/v2/"));
+        if rest.is_none_or(str::is_empty) && parts.method == Method::GET {
+            // The API version check: the caller already proved itself on CONNECT.
+            return Ok(version_check());
+        }
+        let scopes = match rest.and_then(parse_oci_path) {
+            Some(oci) => {
+                log.repository = oci.repository.to_owned();
+                log.operation = oci.endpoint.name();
+                scopes_for(&parts.method, &oci, query.as_deref())
+            }
+            None => Vec::new(),
+        };
+        send_upstream(
+            proxy,
+            &connector,
+            credentials,
+            parts,
+            body,
+            uri,
+            &scopes,
+            log,
+        )
+        .await?
+    } else {
+        // An address extension (blob storage, a token realm): forwarded over the connector's trust, but
+        // without registry credentials, which belong to the registry's API.
+        log.operation = "extension";
+        let target = connectors_registry::Target {
+            connector: &connector.reference,
+            fingerprint: connector.fingerprint,
+            address: &connector.address,
+            extensions: &connector.extensions,
+            credentials,
+            ca_pems: &connector.ca_pems,
+        };
+        let client = proxy.upstream.client(&target).await?;
+        send_plain(&client, parts, body, uri, &ctx.endpoint.authority()).await?
+    };
+    let (mut parts, body) = response.into_parts();
+    client_response_headers(&mut parts.headers);
+    Ok(Response::from_parts(
+        parts,
+        body.map_err(|e| Box::new(e) as connectors_registry::BoxError)
+            .boxed_unsync(),
+    ))
+}
+
+fn version_check() -> Response<ProxyBody> {
+    let mut response = Response::new(full(Bytes::from_static(b"{}")));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response.headers_mut().insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    response
+}
+
+/// Sends a request with no credentials added (client credentials and hop-by-hop headers removed).
+async fn send_plain(
+    client: &connectors_registry::client::UpstreamClient,
+    parts: http::request::Parts,
+    body: Incoming,
+    uri: Uri,
+    host: &str,
+) -> Result<Response<Incoming>, ProxyError> {
+    let body = if body.is_end_stream() {
+        http_body_util::Empty::<Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed_unsync()
+    } else {
+        body.map_err(|e| Box::new(e) as connectors_registry::BoxError)
+            .boxed_unsync()
+    };
+    let mut request = Request::builder()
+        .method(parts.method)
+        .uri(uri)
+        .body(body)
+        .map_err(|e| ProxyError::BadPath(format!("cannot build the upstream request: {e}")))?;
+    *request.headers_mut() = upstream_request_headers(parts.headers);
+    client.request(request).await.map_err(|e| {
+        ProxyError::Upstream(connectors_registry::UpstreamError::Connect {
+            host: host.to_owned(),
+            reason: connectors_registry::error::error_chain(&e),
+        })
+    })
+}
+
+/// Absolute-form `http://host:port/path` requests.
+pub(crate) async fn absolute(
+    proxy: &Arc<Proxy>,
+    req: Request<Incoming>,
+    log: &mut AccessLog,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let uri = req.uri().clone();
+    if uri.scheme_str() != Some("http") {
+        return Err(ProxyError::BadPath(format!(
+            "absolute-form requests must be http://; for https use CONNECT (got {:?})",
+            uri.scheme_str().unwrap_or("")
+        )));
+    }
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let port = uri.port_u16().unwrap_or(80);
+    let caller = identify(proxy, req.headers(), log).await?;
+    if let Some((connector, endpoint)) = select(&caller.connectors, Some(Scheme::Http), &host, port)
+    {
+        log.connector = connector.reference.to_string();
+        let ctx = Intercepted {
+            connector: connector.reference.clone(),
+            endpoint,
+            host,
+            port,
+            principal: caller.principal.subject.clone(),
+            principal_expires: caller.principal.expires_at,
+        };
+        let mut req = req;
+        // the inner handler works on origin-form targets
+        let origin_form: Uri = uri
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .unwrap_or("/")
+            .parse()
+            .unwrap_or_else(|_| Uri::from_static("/"));
+        *req.uri_mut() = origin_form;
+        return inner_request(proxy, &ctx, req, log).await;
+    }
+    if proxy.forward.policy == ForwardPolicy::Deny {
+        return Err(ProxyError::DestinationDenied(format!(
+            "{host}:{port} is not the address of connector {}; this proxy only forwards to connectors",
+            log.connector
+        )));
+    }
+    log.operation = "forward";
+    let client = proxy.upstream.plain_client().await?;
+    let (parts, body) = req.into_parts();
+    let response = send_plain(&client, parts, body, uri, &format!("{host}:{port}")).await?;
+    let (mut parts, body) = response.into_parts();
+    crate::headers::strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(
+        parts,
+        body.map_err(|e| Box::new(e) as connectors_registry::BoxError)
+            .boxed_unsync(),
+    ))
+}

@@ -30,6 +30,8 @@ use crate::{ForwardPolicy, Proxy};
 
 /// How long a client may take to finish the TLS handshake inside a tunnel.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A tunnel with no byte in either direction for this long is closed; a busy one never is.
+const TUNNEL_IDLE_LIMIT: Duration = Duration::from_secs(600);
 /// How long dialling a tunnel's destination may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the requests inside an intercepted connection may take to arrive.
@@ -214,10 +216,14 @@ async fn tunnel(
     principal: &str,
 ) {
     let started = Instant::now();
-    let result = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    let result =
+        crate::idle::copy_bidirectional_idle(&mut client, &mut upstream, TUNNEL_IDLE_LIMIT).await;
     let (up, down, complete) = match result {
         Ok((up, down)) => (up, down, true),
-        Err(_) => (0, 0, false),
+        Err(e) => {
+            tracing::debug!(error = %e, "tunnel ended");
+            (0, 0, false)
+        }
     };
     tracing::info!(
         target: "connectors::access",

@@ -11,6 +11,7 @@ pub mod ca;
 pub mod error;
 mod forward;
 pub mod headers;
+pub mod idle;
 mod reverse;
 pub mod rewrite;
 pub mod route;

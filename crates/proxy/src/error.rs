@@ -75,6 +75,7 @@ impl ProxyError {
             ProxyError::Upstream(e) => match e.kind() {
                 ErrorKind::Denied => StatusCode::FORBIDDEN,
                 ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                ErrorKind::Client => StatusCode::BAD_REQUEST,
                 ErrorKind::Unreachable | ErrorKind::Misconfigured => StatusCode::BAD_GATEWAY,
             },
         }
@@ -89,6 +90,8 @@ impl ProxyError {
             ProxyError::NotFound => "NOT_FOUND",
             ProxyError::NotImplemented(_) => "UNSUPPORTED",
             ProxyError::Upstream(e) if e.kind() == ErrorKind::Denied => "DENIED",
+            ProxyError::RequestBody(_) => "BLOB_UPLOAD_INVALID",
+            ProxyError::Upstream(e) if e.kind() == ErrorKind::Client => "BLOB_UPLOAD_INVALID",
             _ => "UNAVAILABLE",
         }
     }

@@ -193,8 +193,11 @@ pub(crate) async fn request_body(
             Ok(RequestBody::Full(bytes))
         }
         _ => Ok(RequestBody::Streaming(
-            body.map_err(|e| Box::new(e) as connectors_registry::BoxError)
-                .boxed_unsync(),
+            body.map_err(|e| {
+                Box::new(connectors_registry::error::ClientBodyError(Box::new(e)))
+                    as connectors_registry::BoxError
+            })
+            .boxed_unsync(),
         )),
     }
 }

@@ -4,6 +4,8 @@
 /// Which side failed, and so which status a client should see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
+    /// The client sent a broken request body: 400.
+    Client,
     /// The registry (or its token realm) cannot be reached, or answered nonsense: 502.
     Unreachable,
     /// The registry did not answer in time: 504.
@@ -64,7 +66,15 @@ pub enum UpstreamError {
     },
     #[error("connector {connector}: {reason}")]
     Setup { connector: String, reason: String },
+    #[error("the client's request body broke off or is malformed: {reason}")]
+    ClientBody { reason: String },
 }
+
+/// Wraps an error from the client's own request body on its way upstream, so that a failed send can be
+/// blamed on the client (400) rather than on the registry (502).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ClientBodyError(pub Box<dyn std::error::Error + Send + Sync>);
 
 impl UpstreamError {
     pub fn kind(&self) -> ErrorKind {
@@ -80,12 +90,22 @@ impl UpstreamError {
             UpstreamError::Tls { .. }
             | UpstreamError::RealmNotAllowed { .. }
             | UpstreamError::Setup { .. } => ErrorKind::Misconfigured,
+            UpstreamError::ClientBody { .. } => ErrorKind::Client,
         }
     }
 
     /// Classifies a client error from hyper-util: TLS failures get their own message.
     pub(crate) fn from_send(host: &str, err: &hyper_util::client::legacy::Error) -> Self {
         let chain = error_chain(err);
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(e) = source {
+            if let Some(client) = e.downcast_ref::<ClientBodyError>() {
+                return UpstreamError::ClientBody {
+                    reason: client.to_string(),
+                };
+            }
+            source = e.source();
+        }
         let is_tls = {
             let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
             let mut found = false;

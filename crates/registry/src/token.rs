@@ -100,10 +100,12 @@ impl TokenCache {
     where
         F: Future<Output = Result<Token, UpstreamError>>,
     {
-        if let Some(t) = self.get(&key).await {
-            return Ok(t);
+        match self.cache.get(&key).await {
+            Some(t) if t.use_until > Instant::now() => return Ok(t),
+            // Past its use-by time but not yet evicted: drop it, or `try_get_with` would return it.
+            Some(_) => self.cache.invalidate(&key).await,
+            None => {}
         }
-        self.cache.invalidate(&key).await;
         self.cache.try_get_with(key, fetch).await
     }
 }

@@ -143,13 +143,18 @@ struct IssueArgs {
     #[command(flatten)]
     state: StateArgs,
     /// Connectors the token may use, as NS/NAME, comma-separated; `*` for all.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        env = "CONNECTORS_TOKEN_CONNECTORS",
+        value_delimiter = ',',
+        required = true
+    )]
     connectors: Vec<String>,
     /// Lifetime, e.g. 30m, 2h (at most 24h).
-    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CONNECTORS_TOKEN_TTL", default_value = "30m", value_parser = humantime::parse_duration)]
     ttl: Duration,
     /// Who the token stands for; appears in the proxy's access log.
-    #[arg(long, default_value = "local")]
+    #[arg(long, env = "CONNECTORS_TOKEN_SUBJECT", default_value = "local")]
     subject: String,
 }
 

@@ -304,3 +304,65 @@ fn check_command_reports_each_connector_in_one_line() {
         String::from_utf8_lossy(&ok.stdout)
     );
 }
+
+#[test]
+fn catalog_edits_apply_without_a_restart_and_a_broken_edit_keeps_the_last_good_state() {
+    let registry = Registry::builder().htpasswd(USER, CANARY).start();
+    let wrong_password = format!("{CANARY}-wrong");
+    let mut spec = ConnectorSpec::new("reg", registry.url());
+    spec.password = Some(&wrong_password);
+    let proxy = ProxyUnderTest::start(&spec.yaml(), &[]);
+    let bearer = format!("Bearer {}", proxy.token(&format!("{NS}/reg")));
+    let url = proxy.v2_url("reg", "team/app/tags/list");
+    assert_eq!(
+        get(&url, Some(&bearer)).status,
+        403,
+        "the wrong password is refused"
+    );
+
+    // fix the password in the Secret: the running proxy picks it up
+    std::fs::write(
+        proxy.catalog_path(),
+        ConnectorSpec::new("reg", registry.url()).yaml(),
+    )
+    .unwrap();
+    let fixed = wait_for_status(&url, &bearer, 404);
+    assert_eq!(
+        fixed, 404,
+        "after the edit the registry accepts the connector (unknown repository is 404)"
+    );
+
+    // a broken edit: logged, and the last good state keeps serving
+    std::fs::write(
+        proxy.catalog_path(),
+        "kind: Connector\nspec: [not, a, map\n",
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !proxy.log().contains("keeping the last good state") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line about the broken catalog:\n{}",
+            proxy.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        get(&url, Some(&bearer)).status,
+        404,
+        "still serving from the last good catalog"
+    );
+    proxy.assert_log_clean();
+}
+
+/// Polls until `url` answers `want` (the catalog is re-read every 200 ms in these tests); returns the last status.
+fn wait_for_status(url: &str, bearer: &str, want: u16) -> u16 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let status = get(url, Some(bearer)).status.as_u16();
+        if status == want || std::time::Instant::now() > deadline {
+            return status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -317,6 +317,43 @@ pub struct Configuration {
     pub params: Vec<ParamSpec>,
 }
 
+/// `config.json` (Docker/Podman/Buildah/crane auth file) of the built-in `registry-config` and
+/// `docker-config` configurations: one `auths` entry per distinct proxy host among the mounted
+/// connectors, each with `base64("connectors:<token>")`. The proxy ignores the user name in
+/// reverse mode (only the token counts); `connectors` just says where the entry comes from.
+const OCI_REGISTRY_CONFIG_JSON: &str = r#"{{- /* One auths entry per distinct proxy host; the proxy reads only the password (the token). */ -}}
+{{- $auth := printf "connectors:%s" .context.token | b64enc -}}
+{{- $auths := dict -}}
+{{- range .connectors -}}
+{{- $_ := set $auths (urlParse .status.proxyAddress).host (dict "auth" $auth) -}}
+{{- end -}}
+{{ dict "auths" $auths | toJson }}
+"#;
+
+/// `buildkitd.toml` of the built-in `buildkitd` configuration: the entitlements BuildKit needs in
+/// CI and one `[registry."<proxy-host>"]` table per distinct proxy host, marking the proxy as a
+/// plain-HTTP registry.
+const OCI_BUILDKITD_TOML: &str = r#"{{- /* One registry table per distinct proxy host (sorted). */ -}}
+insecure-entitlements = [ "network.host", "security.insecure" ]
+{{- $hosts := dict }}
+{{- range .connectors }}
+{{- $_ := set $hosts (urlParse .status.proxyAddress).host true }}
+{{- end }}
+{{- range $host, $_ := $hosts }}
+
+[registry.{{ quote $host }}]
+  http = true
+{{- end }}
+"#;
+
+fn oci_configuration(name: &str, file: &str, template: &str) -> Configuration {
+    Configuration {
+        name: name.to_owned(),
+        data: BTreeMap::from([(file.to_owned(), template.to_owned())]),
+        params: Vec::new(),
+    }
+}
+
 /// The `oci` class the product ships, so users need not define it.
 ///
 /// This function is the single definition of the built-in class: the catalog, the renderer and
@@ -350,9 +387,12 @@ pub fn builtin_oci_class() -> ConnectorClass {
                     params: Vec::new(),
                 }],
             }),
-            // The rendered configurations (registry-config, buildkitd, …) are added here by the
-            // issue that implements rendering.
-            configurations: Vec::new(),
+            configurations: vec![
+                oci_configuration("registry-config", "config.json", OCI_REGISTRY_CONFIG_JSON),
+                oci_configuration("buildkitd", "buildkitd.toml", OCI_BUILDKITD_TOML),
+                // The legacy name of registry-config.
+                oci_configuration("docker-config", "config.json", OCI_REGISTRY_CONFIG_JSON),
+            ],
             ..ConnectorClassSpec::default()
         },
     }
@@ -518,6 +558,19 @@ spec:
             Some("cpaas.io/distribution-registry-token")
         );
         assert_eq!(class.auth_types().len(), 1);
+        for (conf, file) in [
+            ("registry-config", "config.json"),
+            ("buildkitd", "buildkitd.toml"),
+            ("docker-config", "config.json"),
+        ] {
+            let c = class.configuration(conf).unwrap();
+            assert!(c.data.contains_key(file), "{conf}");
+            assert!(c.params.is_empty());
+        }
+        assert_eq!(
+            class.configuration("docker-config").unwrap().data,
+            class.configuration("registry-config").unwrap().data
+        );
         // It round-trips through its own JSON shape.
         let json = serde_json::to_string(&class).unwrap();
         let back: ConnectorClass = serde_json::from_str(&json).unwrap();

@@ -1,0 +1,100 @@
+//! A Go `text/template` engine with the sprig functions our configuration templates use.
+//!
+//! Why our own: the `gtmpl` crate (the established Rust port) was last released in 2021, documents
+//! `printf` as "not fully stable", has no `html`/`js`, no sprig, its own value type and Go-unlike
+//! error texts; we need exact Go output (trim markers, `<no value>`, map ordering, `printf`
+//! verbs, sprig semantics such as `set` mutating a dict) and a parser that cannot panic on
+//! user-written ConnectorClass templates.
+//!
+//! What is supported, with Go's semantics: text and actions, `{{-`/`-}}` trimming, comments,
+//! pipelines, fields on maps (`<no value>` for missing keys), variables (`$`, `:=`, `=`,
+//! `$i, $v :=` in `range`), `if`/`else if`/`else`, `with`/`else with`, `range` over lists, maps
+//! (sorted keys) and integers, `break`/`continue`, `define`/`template`/`block`, parentheses,
+//! literals (strings, raw strings, characters, numbers in Go syntax, booleans, `nil`), and the
+//! builtins `and or not len index slice print printf println eq ne lt le gt ge urlquery html js
+//! call`. The sprig subset is listed in `funcs.rs`.
+//!
+//! Known differences from Go, all outside what configuration templates do: complex numbers and
+//! hex floats are rejected; `%#v` prints like `%v`; `%b`/`%x` on floats are bad verbs; byte
+//! escapes that do not form UTF-8 become U+FFFD; Go's `unicode.IsPrint` is approximated; limits
+//! (nesting 100, template recursion 100, 10M steps, 16 MiB output) are far below Go's.
+
+mod exec;
+mod fmt;
+mod funcs;
+mod gourl;
+mod json;
+mod lex;
+mod parse;
+mod value;
+
+pub(crate) use gourl::{GoUrl, Mode as UrlMode, escape as url_escape};
+
+/// Whether a template failed to parse or to execute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TemplateErrorKind {
+    Parse,
+    Exec,
+}
+
+/// A parse or execution error, worded like Go's:
+/// `template: config.json:3: function "foo" not defined`,
+/// `template: x:1:4: executing "x" at <.a.b>: nil pointer evaluating interface {}.b`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TemplateError {
+    kind: TemplateErrorKind,
+    message: String,
+}
+
+impl TemplateError {
+    fn exec(message: String) -> Self {
+        Self {
+            kind: TemplateErrorKind::Exec,
+            message,
+        }
+    }
+
+    pub fn kind(&self) -> TemplateErrorKind {
+        self.kind
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// A parsed template: the main tree, named after the file, and the trees it `define`s.
+#[derive(Debug)]
+pub struct Template {
+    name: String,
+    src: String,
+    trees: parse::Trees,
+}
+
+/// Parses `text` as template `name` (the name appears in error messages). Never panics, whatever
+/// the input.
+pub fn parse(name: &str, text: &str) -> Result<Template, TemplateError> {
+    let trees =
+        parse::parse(name, text, &|f| funcs::lookup(f).is_some()).map_err(|e| TemplateError {
+            kind: TemplateErrorKind::Parse,
+            message: e.0,
+        })?;
+    Ok(Template {
+        name: name.to_owned(),
+        src: text.to_owned(),
+        trees,
+    })
+}
+
+impl Template {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs the template with `data` as dot (JSON integers are Go `int`s, other numbers
+    /// `float64`s).
+    pub fn execute(&self, data: &serde_json::Value) -> Result<String, TemplateError> {
+        exec::execute(self, value::Value::from_json(data))
+    }
+}

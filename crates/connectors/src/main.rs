@@ -52,6 +52,12 @@ enum Command {
     /// Proxy tokens for embedded mode.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Write the files a workload needs (proxy URLs, .env, ca.crt, config.json, buildkitd.toml, …) into a
+    /// folder: what the CSI driver mounts into a pod, for one machine.
+    Render(RenderArgs),
+    /// Serve the CSI node driver (`connectors-csi`) on a unix socket: pods get the rendered files as an
+    /// ephemeral inline volume. In embedded mode it reads the file catalog and signs tokens locally.
+    Csi(CsiArgs),
     /// The proxy's certificate authority for forward mode.
     #[command(subcommand)]
     Ca(CaCommand),
@@ -159,6 +165,63 @@ struct IssueArgs {
 }
 
 #[derive(Args)]
+struct RenderArgs {
+    #[command(flatten)]
+    catalog: CatalogArgs,
+    #[command(flatten)]
+    state: StateArgs,
+    /// Connectors, comma-separated: NS/NAME, or NAME in --namespace.
+    #[arg(long, value_delimiter = ',', required = true)]
+    connectors: Vec<String>,
+    /// Namespace for connectors given without one (the pod's namespace, in CSI terms).
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    /// Configurations of the connectors' classes to render, comma-separated (e.g. `registry-config,buildkitd`);
+    /// `!FILE` leaves a file out (e.g. `!ca.cert`). Without it, only the built-in files are written.
+    #[arg(long, default_value = "")]
+    configuration_names: String,
+    /// Parameters per configuration, as JSON: `{"<configuration>": {"<param>": "<value>"}}`.
+    #[arg(long)]
+    configuration_params: Option<String>,
+    /// Lifetime of the proxy token written into the files, e.g. 30m, 2h.
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    token_expiration: Duration,
+    /// The proxy as the workload reaches it. Default: http:// plus CONNECTORS_LISTEN, or http://127.0.0.1:8080.
+    #[arg(long, env = "CONNECTORS_PROXY_URL")]
+    proxy_url: Option<String>,
+    /// Folder to write; files appear all at once (a fresh folder swapped in by symlink), mode 0444.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct CsiArgs {
+    #[command(flatten)]
+    catalog: CatalogArgs,
+    #[command(flatten)]
+    state: StateArgs,
+    /// The gRPC endpoint, `unix:///path/to/csi.sock` (the kubelet's plugin folder in Kubernetes).
+    #[arg(long, env = "CSI_ENDPOINT")]
+    endpoint: String,
+    /// This node's name, returned by NodeGetInfo.
+    #[arg(long, env = "NODE_NAME")]
+    node_id: String,
+    /// The proxy as pods reach it (written into http.proxy, .env, config.json …).
+    #[arg(
+        long,
+        env = "CONNECTORS_PROXY_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    proxy_url: String,
+    /// Refuse volumes that name more than one connector (the `enable-multi-connector` flag off).
+    #[arg(long)]
+    single_connector: bool,
+    /// Do not mount a tmpfs on each volume (write into the target folder as it is).
+    #[arg(long)]
+    no_tmpfs: bool,
+}
+
+#[derive(Args)]
 struct CheckArgs {
     #[command(flatten)]
     catalog: CatalogArgs,
@@ -197,6 +260,8 @@ fn main() -> ExitCode {
             Command::Token(TokenCommand::Issue(args)) => issue(args),
             Command::Check(args) => check(args).await,
             Command::Ca(CaCommand::Show(args)) => ca_show(args),
+            Command::Render(args) => render(args),
+            Command::Csi(args) => csi(args).await,
         }
     });
     match result {
@@ -371,6 +436,132 @@ async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+fn render(args: RenderArgs) -> Result<ExitCode> {
+    let catalog = load_catalog(&args.catalog)?;
+    let proxy_url = args
+        .proxy_url
+        .clone()
+        .or_else(|| {
+            std::env::var("CONNECTORS_LISTEN")
+                .ok()
+                .map(|l| format!("http://{l}"))
+        })
+        .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
+    let proxy_url = proxy_url.trim_end_matches('/').to_owned();
+    let mut refs = Vec::new();
+    for name in args.connectors.iter().filter(|c| !c.trim().is_empty()) {
+        let r = ConnectorRef::parse_with_default(name, Some(&args.namespace))
+            .with_context(|| format!("--connectors {name:?}"))?;
+        refs.push(r);
+    }
+    let mut resolved = Vec::new();
+    for r in &refs {
+        let connector = catalog.connector(r).with_context(|| {
+            format!(
+                "connector \"{r}\" not found in {}",
+                args.catalog.catalog.display()
+            )
+        })?;
+        let class = catalog.class(connector.class_name()).with_context(|| {
+            format!(
+                "connector {r}: ConnectorClass {:?} not found",
+                connector.class_name()
+            )
+        })?;
+        resolved.push((connector, class));
+    }
+    let params = match &args.configuration_params {
+        Some(text) => Some(
+            serde_json::from_str::<serde_json::Value>(text)
+                .context("--configuration-params must be JSON: {\"<configuration>\": {\"<param>\": \"<value>\"}}")?,
+        ),
+        None => None,
+    };
+    let tokens = LocalTokens::load_or_create(&args.state.state_dir).with_context(|| {
+        format!(
+            "preparing the state folder {}",
+            args.state.state_dir.display()
+        )
+    })?;
+    let token = tokens
+        .issue(
+            "render",
+            &Allowed::Only(refs.clone()),
+            args.token_expiration,
+        )
+        .context("issuing the token")?;
+    let ca = ProxyCa::load_or_create(&args.state.state_dir).context("preparing the proxy CA")?;
+    let request = connectors_render::RenderRequest {
+        connectors: resolved
+            .iter()
+            .map(|(c, class)| connectors_render::RenderConnector {
+                connector: &c.connector,
+                class,
+                proxy_address: format!(
+                    "{proxy_url}/namespaces/{}/connectors/{}",
+                    c.reference.namespace, c.reference.name
+                ),
+            })
+            .collect(),
+        token: &token,
+        ca_cert_pem: ca.cert_pem(),
+        class_proxy_address: proxy_url.clone(),
+        configuration_names: connectors_render::parse_configuration_names(
+            &args.configuration_names,
+        ),
+        configuration_params: params,
+    };
+    let files = connectors_render::render(&request)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    connectors_csi::writer::write_files(&args.out, &files)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    for name in files.keys() {
+        println!("{}", args.out.join(name).display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn csi(args: CsiArgs) -> Result<ExitCode> {
+    let catalog = load_catalog(&args.catalog)?;
+    let _watch = catalog.spawn_watch(Duration::from_secs(1));
+    let tokens = Arc::new(
+        LocalTokens::load_or_create(&args.state.state_dir).with_context(|| {
+            format!(
+                "preparing the state folder {}",
+                args.state.state_dir.display()
+            )
+        })?,
+    );
+    let ca = ProxyCa::load_or_create(&args.state.state_dir).context("preparing the proxy CA")?;
+    let proxy_url = args.proxy_url.trim_end_matches('/').to_owned();
+    let base = proxy_url.clone();
+    let mut config = connectors_csi::DriverConfig::new(
+        args.node_id.clone(),
+        ca.cert_pem(),
+        proxy_url,
+        move |r| format!("{base}/namespaces/{}/connectors/{}", r.namespace, r.name),
+    );
+    config.multi_connector = !args.single_connector;
+    config.mount_tmpfs = !args.no_tmpfs;
+    let catalog: Arc<dyn Catalog> = catalog;
+    let driver = connectors_csi::Driver::new(
+        config,
+        catalog,
+        Arc::new(connectors_csi::LocalTokenSource::new(tokens)),
+        Arc::new(connectors_csi::AllowAll),
+    );
+    println!(
+        "CSI driver {} on {}",
+        connectors_csi::DRIVER_NAME,
+        args.endpoint
+    );
+    connectors_csi::serve(&args.endpoint, driver, shutdown_signal())
+        .await
+        .context("serving the CSI driver")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn ca_show(args: StateArgs) -> Result<ExitCode> {

@@ -299,7 +299,24 @@ pub fn container_tool(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> connectors_testkit::Output {
-    const UNSHARE: &str = "mkdir -p /var/lib/containers/cache && mount -t tmpfs tmpfs /var/lib/containers/cache && exec \"$0\" \"$@\"";
+    container_tool_sourcing(bin, work, args, env, None)
+}
+
+/// [`container_tool`], after `. <env_file>` in the shell that starts the tool: how a workload uses the
+/// rendered `.env`.
+pub fn container_tool_sourcing(
+    bin: &str,
+    work: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    env_file: Option<&Path>,
+) -> connectors_testkit::Output {
+    let source = env_file
+        .map(|f| format!(". '{}' && ", f.display()))
+        .unwrap_or_default();
+    let unshare = format!(
+        "{source}mkdir -p /var/lib/containers/cache && mount -t tmpfs tmpfs /var/lib/containers/cache && exec \"$0\" \"$@\""
+    );
     let root = work.join(format!("{bin}-store"));
     std::fs::create_dir_all(work.join("home")).unwrap();
     // an auth file with no credentials at all: the workload has none
@@ -329,7 +346,7 @@ pub fn container_tool(
         global.push(root.join("tmp").display().to_string());
     }
     let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "sh", "-c", UNSHARE, bin])
+    cmd.args(["-m", "sh", "-c", &unshare, bin])
         .args(&global)
         .args(args);
     for var in [

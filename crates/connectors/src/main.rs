@@ -14,7 +14,7 @@ use connectors_identity::{Allowed, LocalTokens};
 use connectors_model::ConnectorRef;
 use connectors_proxy::ca::ProxyCa;
 use connectors_proxy::{ForwardOptions, ForwardPolicy, Proxy};
-use connectors_registry::{ResolveOverrides, Target, UpstreamAccess, base_url};
+use connectors_registry::{ResolveOverrides, UpstreamAccess, base_url};
 
 #[derive(Parser)]
 #[command(
@@ -288,6 +288,12 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// The token signing key in the state folder (created on first use).
+fn load_tokens(state: &StateArgs) -> Result<LocalTokens> {
+    LocalTokens::load_or_create(&state.state_dir)
+        .with_context(|| format!("preparing the state folder {}", state.state_dir.display()))
+}
+
 fn resolve_overrides(args: &ResolveArgs) -> Result<ResolveOverrides> {
     let mut overrides = ResolveOverrides::default();
     for entry in args.resolve.iter().filter(|e| !e.trim().is_empty()) {
@@ -312,14 +318,7 @@ fn load_catalog(args: &CatalogArgs) -> Result<Arc<FileCatalog>> {
 async fn up(args: UpArgs) -> Result<ExitCode> {
     let overrides = resolve_overrides(&args.resolve)?;
     let catalog = load_catalog(&args.catalog)?;
-    let tokens = Arc::new(
-        LocalTokens::load_or_create(&args.state.state_dir).with_context(|| {
-            format!(
-                "preparing the state folder {}",
-                args.state.state_dir.display()
-            )
-        })?,
-    );
+    let tokens = Arc::new(load_tokens(&args.state)?);
     let ca = Arc::new(match (&args.ca_cert, &args.ca_key) {
         (Some(cert), Some(key)) => ProxyCa::load(cert, key).context("loading the proxy CA")?,
         _ => ProxyCa::load_or_create(&args.state.state_dir).context("preparing the proxy CA")?,
@@ -479,12 +478,7 @@ fn render(args: RenderArgs) -> Result<ExitCode> {
         ),
         None => None,
     };
-    let tokens = LocalTokens::load_or_create(&args.state.state_dir).with_context(|| {
-        format!(
-            "preparing the state folder {}",
-            args.state.state_dir.display()
-        )
-    })?;
+    let tokens = load_tokens(&args.state)?;
     let token = tokens
         .issue(
             "render",
@@ -527,14 +521,7 @@ fn render(args: RenderArgs) -> Result<ExitCode> {
 async fn csi(args: CsiArgs) -> Result<ExitCode> {
     let catalog = load_catalog(&args.catalog)?;
     let _watch = catalog.spawn_watch(Duration::from_secs(1));
-    let tokens = Arc::new(
-        LocalTokens::load_or_create(&args.state.state_dir).with_context(|| {
-            format!(
-                "preparing the state folder {}",
-                args.state.state_dir.display()
-            )
-        })?,
-    );
+    let tokens = Arc::new(load_tokens(&args.state)?);
     let ca = ProxyCa::load_or_create(&args.state.state_dir).context("preparing the proxy CA")?;
     let proxy_url = args.proxy_url.trim_end_matches('/').to_owned();
     let base = proxy_url.clone();
@@ -583,12 +570,7 @@ fn issue(args: IssueArgs) -> Result<ExitCode> {
             .context("--connectors")?;
         Allowed::Only(refs)
     };
-    let tokens = LocalTokens::load_or_create(&args.state.state_dir).with_context(|| {
-        format!(
-            "preparing the state folder {}",
-            args.state.state_dir.display()
-        )
-    })?;
+    let tokens = load_tokens(&args.state)?;
     let token = tokens
         .issue(&args.subject, &allowed, args.ttl)
         .context("issuing the token")?;
@@ -629,14 +611,7 @@ async fn check(args: CheckArgs) -> Result<ExitCode> {
         let line = match &c.credentials {
             Err(reason) => Err(format!("not usable: {reason}")),
             Ok(credentials) => {
-                let target = Target {
-                    connector: &c.reference,
-                    fingerprint: c.fingerprint,
-                    address: &c.address,
-                    extensions: &c.extensions,
-                    credentials,
-                    ca_pems: &c.ca_pems,
-                };
+                let target = connectors_proxy::upstream_target(&c, credentials);
                 let repository = c
                     .connector
                     .spec

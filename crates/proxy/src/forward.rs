@@ -390,14 +390,7 @@ async fn inner_request(
         // An address extension (blob storage, a token realm): forwarded over the connector's trust, but
         // without registry credentials, which belong to the registry's API.
         log.operation = "extension";
-        let target = connectors_registry::Target {
-            connector: &connector.reference,
-            fingerprint: connector.fingerprint,
-            address: &connector.address,
-            extensions: &connector.extensions,
-            credentials,
-            ca_pems: &connector.ca_pems,
-        };
+        let target = crate::upstream_target(&connector, credentials);
         let client = proxy.upstream.client(&target).await?;
         send_plain(&client, parts, body, uri, &ctx.endpoint.authority()).await?
     };

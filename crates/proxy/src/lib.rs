@@ -39,6 +39,21 @@ use crate::route::{Route, route};
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The upstream view of a resolved connector whose credentials could be read.
+pub fn upstream_target<'a>(
+    connector: &'a connectors_catalog::ResolvedConnector,
+    credentials: &'a connectors_model::RegistryCredentials,
+) -> connectors_registry::Target<'a> {
+    connectors_registry::Target {
+        connector: &connector.reference,
+        fingerprint: connector.fingerprint,
+        address: &connector.address,
+        extensions: &connector.extensions,
+        credentials,
+        ca_pems: &connector.ca_pems,
+    }
+}
+
 /// What forward mode does with destinations that are not connectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ForwardPolicy {

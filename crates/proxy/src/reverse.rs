@@ -9,9 +9,7 @@ use bytes::Bytes;
 use connectors_catalog::ResolvedConnector;
 use connectors_identity::{Principal, token_from_authorization};
 use connectors_model::RegistryCredentials;
-use connectors_registry::{
-    OciEndpoint, RequestBody, Target, UpstreamRequest, parse_oci_path, scopes_for,
-};
+use connectors_registry::{OciEndpoint, RequestBody, UpstreamRequest, parse_oci_path, scopes_for};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body, Incoming};
@@ -126,14 +124,7 @@ pub(crate) async fn send_upstream(
 ) -> Result<Response<Incoming>, ProxyError> {
     let body = request_body(&parts.headers, body).await?;
     let headers = upstream_request_headers(parts.headers);
-    let target = Target {
-        connector: &connector.reference,
-        fingerprint: connector.fingerprint,
-        address: &connector.address,
-        extensions: &connector.extensions,
-        credentials,
-        ca_pems: &connector.ca_pems,
-    };
+    let target = crate::upstream_target(connector, credentials);
     let upstream_started = Instant::now();
     let response = proxy
         .upstream

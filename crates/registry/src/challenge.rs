@@ -200,6 +200,17 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// Every parsable challenge in a response's `WWW-Authenticate` headers (unparsable ones are skipped).
+pub fn challenges_in(headers: &http::HeaderMap) -> Vec<Challenge> {
+    headers
+        .get_all(http::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| parse_challenges(v).ok())
+        .flatten()
+        .collect()
+}
+
 /// The first Bearer or Basic challenge of a header, the one a registry client acts on.
 pub fn preferred(challenges: &[Challenge]) -> Option<&Challenge> {
     challenges

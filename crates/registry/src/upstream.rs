@@ -14,7 +14,7 @@ use connectors_model::{ConnectorRef, Endpoint, RegistryCredentials, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
 
-use crate::challenge::{BearerChallenge, Challenge, parse_challenges, preferred};
+use crate::challenge::{BearerChallenge, Challenge, challenges_in, preferred};
 use crate::client::{ResolveOverrides, UpstreamBody, UpstreamClient, build_client};
 use crate::error::UpstreamError;
 use crate::scope::{Scope, merge_scopes};
@@ -216,15 +216,7 @@ impl UpstreamAccess {
             if response.status() != StatusCode::UNAUTHORIZED {
                 return Ok(response);
             }
-            let challenge = response
-                .headers()
-                .get_all(header::WWW_AUTHENTICATE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .filter_map(|v| parse_challenges(v).ok())
-                .flatten()
-                .collect::<Vec<_>>();
-            let challenge = preferred(&challenge).cloned();
+            let challenge = preferred(&challenges_in(response.headers())).cloned();
             if attempt == 1 || !replayable {
                 return Err(self.rejected(target, &challenge, response.status()));
             }
@@ -438,14 +430,7 @@ async fn learn_auth_mode(
         })?
         .map_err(|e| UpstreamError::from_send(&host, &e))?;
     let status = response.status();
-    let challenges: Vec<Challenge> = response
-        .headers()
-        .get_all(header::WWW_AUTHENTICATE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| parse_challenges(v).ok())
-        .flatten()
-        .collect();
+    let challenges = challenges_in(response.headers());
     drop(response);
     match status {
         s if s.is_success() => Ok(AuthMode::Open),

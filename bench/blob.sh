@@ -13,6 +13,7 @@
 #   PULL_RUNS=$RUNS      timed pull runs per path (pulls are short, more runs are cheap)
 #   NGINX=auto           auto|1|0: nginx reverse-proxy peer (auto = if nginx is present or installable)
 #   CONNECTORS_BIN=...   use this proxy binary instead of `cargo build --release -p connectors`
+#   THREADS=N            pass --threads N to the proxy (default: its own, one worker per CPU)
 #   NO_BUILD=1           do not run cargo; use $CARGO_TARGET_DIR/release/connectors (or target/…) as is
 #   NO_INSTALL=1         never call apt-get (fail / skip nginx if something is missing)
 #   KEEP=1               keep the work directory (logs, configs) and print its path
@@ -32,37 +33,11 @@ SIZE_MIB=${SIZE_MIB:-1024}
 RUNS=${RUNS:-3}
 PULL_RUNS=${PULL_RUNS:-$RUNS}
 NGINX=${NGINX:-auto}
-REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-
-log() { printf '[blob.sh %s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-# ---------------------------------------------------------------- processes and cleanup
-PIDS=()
-WORK=""
-cleanup() {
-  local rc=$?
-  for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  done
-  if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-    if [ "${KEEP:-}" = 1 ] || [ $rc -ne 0 ]; then
-      log "work directory kept: $WORK"
-      # the random blob and the registry data are large; logs and configs are what matter
-      rm -f "$WORK/blob.bin"; rm -rf "$WORK/registry/data"
-    else
-      rm -rf "$WORK"
-    fi
-  fi
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+SCRIPT_NAME=blob.sh
+TOKEN=""
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+BIG_PATHS=(blob.bin registry/data)
 
 # ---------------------------------------------------------------- packages
 need_install=()
@@ -75,95 +50,22 @@ case "$NGINX" in
   1|yes|on) want_nginx=1; command -v nginx >/dev/null || need_install+=(nginx-light) ;;
   auto)
     if command -v nginx >/dev/null; then want_nginx=1
-    elif [ "${NO_INSTALL:-}" != 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    elif can_install; then
       want_nginx=1; need_install+=(nginx-light)
     else log "nginx not available: skipping the nginx peer (NGINX=1 to insist)"; fi ;;
   *) die "NGINX must be auto, 1 or 0" ;;
 esac
-if [ ${#need_install[@]} -gt 0 ]; then
-  [ "${NO_INSTALL:-}" = 1 ] && die "missing packages: ${need_install[*]} (NO_INSTALL=1)"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  log "installing ${need_install[*]}"
-  $SUDO apt-get update -qq >&2 || true
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_install[@]}" >&2 \
-    || die "apt-get install ${need_install[*]} failed"
-fi
+apt_install "${need_install[@]}"
 command -v sha256sum >/dev/null || die "sha256sum (coreutils) is required"
 
 # ---------------------------------------------------------------- proxy binary
-if [ -n "${CONNECTORS_BIN:-}" ]; then
-  BIN=$CONNECTORS_BIN
-else
-  TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_ROOT/target}
-  case "$TARGET_DIR" in /*) ;; *) TARGET_DIR=$REPO_ROOT/$TARGET_DIR ;; esac
-  BIN=$TARGET_DIR/release/connectors
-  if [ "${NO_BUILD:-}" != 1 ]; then
-    log "cargo build --release -p connectors (a no-op when up to date)"
-    (cd "$REPO_ROOT" && cargo build --release -p connectors >&2) || die "release build failed (set CONNECTORS_BIN or NO_BUILD=1)"
-  fi
-fi
-[ -x "$BIN" ] || die "no proxy binary at $BIN"
+build_proxy
 
-# ---------------------------------------------------------------- work directory, ports
-# mode 0700 (mktemp): the proxy's token signing key lives in here
-WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/connectors-blob-bench.XXXXXX")
-log "work directory $WORK"
-need_kib=$(( SIZE_MIB * 1024 * 3 + 262144 ))
-avail_kib=$(df -Pk "$WORK" | awk 'NR==2{print $4}')
-[ "$avail_kib" -ge "$need_kib" ] || die "not enough space in $WORK: need $((need_kib/1024)) MiB, have $((avail_kib/1024)) MiB"
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {  # a random port nobody listens on (each server is up before the next port is picked)
-  local p
-  for _ in $(seq 200); do
-    p=$(( 20000 + RANDOM % 40000 ))
-    if ! port_in_use "$p"; then echo "$p"; return 0; fi
-  done
-  die "no free port found"
-}
-wait_http() {  # url pid name: until any HTTP answer
-  local url=$1 pid=$2 name=$3
-  for _ in $(seq 200); do
-    kill -0 "$pid" 2>/dev/null || die "$name exited during startup (see $WORK/*.log)"
-    if curl -s -o /dev/null --max-time 1 "$url"; then return 0; fi
-    sleep 0.05
-  done
-  die "$name did not answer at $url"
-}
-
-USER_NAME=benchuser
-USER_PASS=benchpass
-NS=bench
-CONN=reg
+# ---------------------------------------------------------------- work directory
+make_workdir connectors-blob-bench $(( SIZE_MIB * 1024 * 3 + 262144 ))
 
 # ---------------------------------------------------------------- registry (htpasswd, bcrypt)
-REG_PORT=$(free_port)
-mkdir -p "$WORK/registry/data"
-htpasswd -Bbn "$USER_NAME" "$USER_PASS" > "$WORK/registry/htpasswd"
-cat > "$WORK/registry/config.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $WORK/registry/data
-  delete:
-    enabled: true
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: 127.0.0.1:$REG_PORT
-  secret: blob-bench-not-a-secret
-auth:
-  htpasswd:
-    realm: bench-realm
-    path: $WORK/registry/htpasswd
-EOF
-docker-registry serve "$WORK/registry/config.yml" > "$WORK/registry.log" 2>&1 &
-REG_PID=$!; PIDS+=("$REG_PID")
+start_registry
 REG=http://127.0.0.1:$REG_PORT
 wait_http "$REG/v2/" "$REG_PID" registry
 code=$(curl -s -o /dev/null -w '%{http_code}' -u "$USER_NAME:$USER_PASS" "$REG/v2/")
@@ -171,7 +73,7 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -u "$USER_NAME:$USER_PASS" "$REG/v
 log "registry on $REG (pid $REG_PID)"
 
 # ---------------------------------------------------------------- the proxy
-mkdir -p "$WORK/proxy/state"
+mkdir -p "$WORK/proxy"
 cat > "$WORK/proxy/catalog.yaml" <<EOF
 apiVersion: v1
 kind: Secret
@@ -187,27 +89,12 @@ spec:
   address: http://127.0.0.1:$REG_PORT
   auth: {name: tokenAuth, secretRef: {name: reg-auth}}
 EOF
-CONNECTORS_LOG=${CONNECTORS_LOG:-warn} "$BIN" up --catalog "$WORK/proxy/catalog.yaml" --state-dir "$WORK/proxy/state" \
-  --listen 127.0.0.1:0 > "$WORK/proxy.out" 2> "$WORK/proxy.log" &
-PROXY_PID=$!; PIDS+=("$PROXY_PID")
-PROXY_ADDR=""
-for _ in $(seq 200); do
-  kill -0 "$PROXY_PID" 2>/dev/null || { cat "$WORK/proxy.log" >&2; die "the proxy exited during startup"; }
-  PROXY_ADDR=$(sed -n 's/^listening on \(.*\)$/\1/p' "$WORK/proxy.out" | head -1)
-  [ -n "$PROXY_ADDR" ] && break
-  sleep 0.05
-done
-[ -n "$PROXY_ADDR" ] || die "the proxy printed no 'listening on' line"
+start_proxy "$WORK/proxy/catalog.yaml" ${THREADS:+--threads "$THREADS"}
 PROXY=http://$PROXY_ADDR
 PROXY_PREFIX=/v2/namespaces/$NS/connectors/$CONN
-TOKEN=$("$BIN" token issue --state-dir "$WORK/proxy/state" --connectors "$NS/$CONN" --ttl 1h --subject blob-bench)
-[ -n "$TOKEN" ] || die "no proxy token"
 code=$(curl -s -o /dev/null -w '%{http_code}' -u "x:$TOKEN" "$PROXY$PROXY_PREFIX/")
 [ "$code" = 200 ] || die "proxy ping $PROXY$PROXY_PREFIX/ → $code"
 log "proxy on $PROXY (pid $PROXY_PID), $(grep -c '^connector ' "$WORK/proxy.out") connector(s): $(grep '^connector ' "$WORK/proxy.out" | head -1)"
-proxy_status() { awk -v k="$1:" '$1==k{print $2}' "/proc/$PROXY_PID/status"; }   # kB
-CLK_TCK=$(getconf CLK_TCK)
-NCPU=$(nproc)
 RSS_START_KB=$(proxy_status VmRSS)
 
 # ---------------------------------------------------------------- nginx peer (optional)
@@ -317,35 +204,13 @@ forget_blob() {
   rm -rf "$WORK/registry/data/docker/registry/v2/blobs" "$WORK/registry/data/docker/registry/v2/repositories"
 }
 
-# CPU accounting per timed run, so that the report can say where the CPU went and how much of the
-# machine *other* processes (other tenants) took: registry, relay (proxy or nginx) and client (curl,
-# this shell's children) from /proc/<pid>/stat and `times`; the machine's busy time from /proc/stat
-# (user+nice+system+steal; irq/softirq time is left out on both sides, loopback TCP work lands there).
-pid_ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-nginx_ticks() {
-  local t=0 p
-  [ -n "${NGX_PID:-}" ] || { echo 0; return; }
-  for p in "$NGX_PID" $(cat "/proc/$NGX_PID/task/"*/children 2>/dev/null); do t=$(( t + $(pid_ticks "$p") )); done
-  echo "$t"
-}
-# snap NAME: sets NAME to "wall_s busy registry proxy nginx client" (ticks). Runs `times` in *this*
-# shell (in a $(…) subshell it would only see the subshell's own children).
-snap() {
-  times > "$WORK/times.txt"
-  local client busy
-  client=$(awk -v h="$CLK_TCK" 'NR==2{ t=0; for (i=1;i<=2;i++){ split($i,a,/[ms]/); t+=a[1]*60+a[2] } printf "%.0f", t*h }' "$WORK/times.txt")
-  busy=$(awk '$1=="cpu"{print $2+$3+$4+$9}' /proc/stat)
-  printf -v "$1" '%s %s %s %s %s %s' "$(date +%s.%N)" "$busy" "$(pid_ticks "$REG_PID")" "$(pid_ticks "$PROXY_PID")" \
-    "$(nginx_ticks)" "$client"
-}
-# cpu_budget S0 S1 BYTES → "registry_s_per_GiB relay_s_per_GiB client_s_per_GiB others_pct" for KIND in $3
-cpu_budget() {
-  awk -v a="$1" -v b="$2" -v bytes="$3" -v kind="$4" -v n="$NCPU" -v h="$CLK_TCK" 'BEGIN{
-    split(a,x," "); split(b,y," "); g=bytes/1073741824; w=y[1]-x[1];
-    reg=(y[3]-x[3])/h; px=(y[4]-x[4])/h; ng=(y[5]-x[5])/h; cl=(y[6]-x[6])/h; busy=(y[2]-x[2])/h;
-    relay=(kind=="proxy")?px:(kind=="nginx")?ng:0;
-    oth=busy-reg-px-ng-cl; if (oth<0) oth=0;
-    printf "%.2f %.2f %.2f %.0f", reg/g, relay/g, cl/g, (w>0)?100*oth/(w*n):0 }'
+# CPU accounting (see lib.sh): the relays are the proxy and the nginx peer (master + workers)
+RELAY_KINDS=(proxy nginx)
+relay_ticks() {
+  case "$1" in
+    proxy) pid_ticks "$PROXY_PID" ;;
+    nginx) tree_ticks "${NGX_PID:-}" ;;
+  esac
 }
 
 RESULTS=$WORK/results.tsv   # kind dir run mibs seconds bytes reg_s/GiB relay_s/GiB client_s/GiB others%
@@ -464,17 +329,6 @@ kill -0 "$PROXY_PID" || die "the proxy died during the runs"
 PROXY_WARNINGS=$(grep -ciE 'warn|error' "$WORK/proxy.log" || true)
 
 # ---------------------------------------------------------------- 5. report
-stat_of() {  # kind dir column how(median|max) → the median or the best of the runs
-  awk -F'\t' -v k="$1" -v d="$2" -v c="$3" '$1==k && $2==d {print $c}' "$RESULTS" | sort -g |
-    awk -v how="$4" '{a[NR]=$1} END{ if (NR==0) {print "-"; exit}
-      if (how=="max") { print a[NR]; exit }
-      if (NR%2) print a[(NR+1)/2]; else printf "%.2f\n", (a[NR/2]+a[NR/2+1])/2 }'
-}
-median() { stat_of "$1" "$2" "${3:-4}" median; }
-best() { stat_of "$1" "$2" 4 max; }
-runs_of() { awk -F'\t' -v k="$1" -v d="$2" -v c="${3:-4}" '$1==k && $2==d {print $c}' "$RESULTS" | paste -sd/ -; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b+0==0 || a=="-") print "-"; else printf "%.2f", a/b }'; }
-mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k/1024}'; }
 label_of() {
   case "$1" in
     direct) echo "registry direct (Basic, htpasswd)" ;;
@@ -485,19 +339,10 @@ label_of() {
 PUSH_D=$(median direct push); PULL_D=$(median direct pull)
 PUSH_P=$(median proxy push);  PULL_P=$(median proxy pull)
 PUSH_RATIO=$(ratio "$PUSH_P" "$PUSH_D"); PULL_RATIO=$(ratio "$PULL_P" "$PULL_D")
-verdict() { awk -v r="$1" -v g="$2" 'BEGIN{ if (r=="-") print "n/a"; else if (r+0 >= g+0) print "met"; else print "**missed**" }'; }
 RSS_OK=$(awk -v k="$RSS_HWM_KB" 'BEGIN{ if (k/1024 < 100) print "met"; else print "**missed**" }')
 
-cpu_model=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
-mem_total=$(awk '/^MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo)
-os=$( (. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME") || uname -s)
-reg_ver=$(docker-registry --version 2>/dev/null | awk '{print $3}'); reg_pkg=$(dpkg-query -W -f='${Version}' docker-registry 2>/dev/null || true)
-curl_ver=$(curl --version | awk 'NR==1{print $2}')
+machine_facts
 ngx_ver=$( [ -n "$NGX" ] && nginx -v 2>&1 | sed "s/^nginx version: //" || echo "nginx: not used")
-bin_ver=$("$BIN" --version 2>/dev/null || echo "?")
-git_rev=$(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo "?")
-fs_type=$(df -PT "$WORK" | awk 'NR==2{print $2}')
-
 cat <<EOF
 ### Blob throughput, $SIZE_MIB MiB blob, $RUNS push / $PULL_RUNS pull runs per path ($(date -u '+%Y-%m-%d %H:%M UTC'))
 
@@ -517,7 +362,7 @@ cat <<EOF
 | pull through the proxy ≥ 0.9 × direct | $PULL_RATIO ($PULL_P vs $PULL_D MiB/s) | $(verdict "$PULL_RATIO" 0.9) |
 | proxy peak RSS < 100 MiB | VmHWM $(mib "$RSS_HWM_KB") MiB | $RSS_OK |
 
-Proxy process: RSS $(mib "$RSS_START_KB") MiB after start, peak (VmHWM) $(mib "$RSS_HWM_KB") MiB, $(mib "$RSS_END_KB") MiB at the end; $PROXY_THREADS threads;
+Proxy process (\`--threads ${THREADS:-default}\`): RSS $(mib "$RSS_START_KB") MiB after start, peak (VmHWM) $(mib "$RSS_HWM_KB") MiB, $(mib "$RSS_END_KB") MiB at the end; $PROXY_THREADS threads;
 warn/error lines in its log: $PROXY_WARNINGS.
 
 Every run (MiB/s; CPU seconds per GiB moved, by process; "others" = share of all $NCPU CPUs that other processes on the machine took during the run):

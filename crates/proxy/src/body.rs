@@ -22,25 +22,31 @@ pub fn empty() -> ProxyBody {
 }
 
 /// Counts the bytes of a streamed body and calls `on_end(bytes, complete)` once, when the body ends or
-/// is dropped (a client that went away).
+/// is dropped (a client that went away). A body of known length is complete when all of it was sent,
+/// even if the server never polled for its end.
 pub struct Counted<B, F: FnOnce(u64, bool)> {
     inner: B,
     bytes: u64,
+    expected: Option<u64>,
     on_end: Option<F>,
 }
 
-impl<B, F: FnOnce(u64, bool)> Counted<B, F> {
+impl<B: Body, F: FnOnce(u64, bool)> Counted<B, F> {
     pub fn new(inner: B, on_end: F) -> Self {
+        let expected = inner.size_hint().exact();
         Self {
             inner,
             bytes: 0,
+            expected,
             on_end: Some(on_end),
         }
     }
+}
 
-    fn finish(&mut self, complete: bool) {
+impl<B, F: FnOnce(u64, bool)> Counted<B, F> {
+    fn finish(&mut self, ended: bool) {
         if let Some(f) = self.on_end.take() {
-            f(self.bytes, complete);
+            f(self.bytes, ended || self.expected == Some(self.bytes));
         }
     }
 }
@@ -84,5 +90,40 @@ where
 impl<B, F: FnOnce(u64, bool)> Drop for Counted<B, F> {
     fn drop(&mut self) {
         self.finish(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    fn recorder() -> (
+        Arc<Mutex<Option<(u64, bool)>>>,
+        impl FnOnce(u64, bool) + Unpin,
+    ) {
+        let seen = Arc::new(Mutex::new(None));
+        let s = seen.clone();
+        (seen, move |bytes, complete| {
+            *s.lock().unwrap() = Some((bytes, complete))
+        })
+    }
+
+    #[tokio::test]
+    async fn a_fully_sent_body_is_complete_even_if_its_end_is_never_polled() {
+        let (seen, on_end) = recorder();
+        let mut body = Counted::new(full("0123456789"), on_end);
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        assert!(frame.is_some());
+        drop(body);
+        assert_eq!(*seen.lock().unwrap(), Some((10, true)));
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_early_is_incomplete() {
+        let (seen, on_end) = recorder();
+        let body = Counted::new(full("0123456789"), on_end);
+        drop(body);
+        assert_eq!(*seen.lock().unwrap(), Some((0, false)));
     }
 }

@@ -98,10 +98,9 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
 
-    fn recorder() -> (
-        Arc<Mutex<Option<(u64, bool)>>>,
-        impl FnOnce(u64, bool) + Unpin,
-    ) {
+    type Seen = Arc<Mutex<Option<(u64, bool)>>>;
+
+    fn recorder() -> (Seen, impl FnOnce(u64, bool) + Unpin) {
         let seen = Arc::new(Mutex::new(None));
         let s = seen.clone();
         (seen, move |bytes, complete| {

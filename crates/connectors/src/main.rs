@@ -117,6 +117,10 @@ struct UpArgs {
     /// through untouched (no interception, no credentials); `deny` refuses them with 403.
     #[arg(long, env = "CONNECTORS_FORWARD_POLICY", value_enum, default_value_t = Policy::Tunnel)]
     forward_policy: Policy,
+    /// On SIGTERM or Ctrl-C: stop accepting, then let requests in flight (uploads included) finish for at
+    /// most this long before exiting.
+    #[arg(long, env = "CONNECTORS_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    shutdown_grace: Duration,
     /// Worker threads, each serving connections on its own (default: one per CPU).
     #[arg(long, env = "CONNECTORS_THREADS")]
     threads: Option<usize>,
@@ -373,6 +377,7 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
         .max(1);
     let listener = listener.into_std().context("preparing the listener")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let grace = args.shutdown_grace;
     let mut workers = Vec::with_capacity(threads);
     for i in 0..threads {
         let listener = listener.try_clone().context("sharing the listener")?;
@@ -395,13 +400,16 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
                     let stopped = async move {
                         let _ = stop.wait_for(|s| *s).await;
                     };
-                    proxy.serve(listener, stopped).await
+                    proxy.serve_with_grace(listener, stopped, grace).await
                 })
             })
             .context("starting a proxy thread")?;
         workers.push(worker);
     }
+    // Only the workers hold the socket now: when they stop accepting, new connections are refused.
+    drop(listener);
     shutdown_signal().await;
+    tracing::info!("shutdown requested: no new connections; finishing requests in flight");
     let _ = stop_tx.send(true);
     for worker in workers {
         match tokio::task::spawn_blocking(move || worker.join()).await {

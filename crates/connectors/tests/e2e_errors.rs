@@ -366,3 +366,78 @@ fn wait_for_status(url: &str, bearer: &str, want: u16) -> u16 {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+#[test]
+fn sigterm_lets_an_upload_in_flight_finish_and_refuses_new_connections() {
+    use connectors_testkit::http::StreamingBody;
+    let registry = Registry::builder().htpasswd(USER, CANARY).start();
+    let mut proxy = ProxyUnderTest::start(&ConnectorSpec::new("reg", registry.url()).yaml(), &[]);
+    let bearer = format!("Bearer {}", proxy.token(&format!("{NS}/reg")));
+    let r = http::send_blocking(
+        "POST",
+        &proxy.v2_url("reg", "team/slow/blobs/uploads/"),
+        &[("Authorization", &bearer), ("Content-Length", "0")],
+        Bytes::new(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    let url = format!(
+        "http://{}{}",
+        proxy.host_port(),
+        r.header("location").unwrap()
+    );
+
+    // 48 MiB in 1 MiB pieces, 50 ms apart: about 2.5 s on the wire; SIGTERM arrives after 0.5 s.
+    let body = StreamingBody::new(48 << 20)
+        .chunk_size(1 << 20)
+        .delay(std::time::Duration::from_millis(50));
+    let len = body.len();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let upload = rt.spawn({
+        let bearer = bearer.clone();
+        async move {
+            http::send_streaming(
+                "PATCH",
+                &url,
+                &[
+                    ("Authorization", &bearer),
+                    ("Content-Type", "application/octet-stream"),
+                ],
+                body,
+            )
+            .await
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    proxy.terminate();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    // no new connection is served once shutdown has begun
+    let refused = http::send_blocking(
+        "GET",
+        &format!("http://{}/healthz", proxy.host_port()),
+        &[],
+        Bytes::new(),
+    );
+    assert!(
+        refused.is_err(),
+        "a new connection was served during shutdown: {:?}",
+        refused.map(|r| r.status)
+    );
+
+    // the upload in flight completes
+    let r = rt
+        .block_on(upload)
+        .unwrap()
+        .expect("the upload in flight failed");
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.header("range"), Some(format!("0-{}", len - 1).as_str()));
+    let status = proxy
+        .wait_exit(std::time::Duration::from_secs(20))
+        .expect("the proxy did not exit after the upload");
+    assert!(status.success(), "exit status {status}");
+    proxy.assert_log_clean();
+}

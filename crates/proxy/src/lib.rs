@@ -36,6 +36,52 @@ use crate::error::ProxyError;
 use crate::reverse::AccessLog;
 use crate::route::{Route, route};
 
+/// How long in-flight requests may take to finish after a shutdown signal, by default.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Counts open client connections, so that shutdown can wait for them.
+#[derive(Default)]
+struct ActiveConnections {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl ActiveConnections {
+    fn enter(self: &Arc<Self>) -> ConnectionGuard {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        ConnectionGuard(self.clone())
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct ConnectionGuard(Arc<ActiveConnections>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        if self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -108,13 +154,28 @@ impl Proxy {
         })
     }
 
-    /// Accepts connections until `shutdown` completes.
+    /// Accepts connections until `shutdown` completes, then waits for the connections in flight.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
+        self.serve_with_grace(listener, shutdown, DEFAULT_SHUTDOWN_GRACE)
+            .await
+    }
+
+    /// Accepts connections until `shutdown` completes; then stops accepting, lets each connection finish
+    /// the request it is serving (an upload of any size included) and close, for at most `grace`.
+    /// Tunnels and intercepted connections are not waited for.
+    pub async fn serve_with_grace(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+        grace: Duration,
+    ) -> std::io::Result<()> {
         tokio::pin!(shutdown);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let active = Arc::new(ActiveConnections::default());
         loop {
             let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -126,11 +187,14 @@ impl Proxy {
                         continue;
                     }
                 },
-                () = &mut shutdown => return Ok(()),
+                () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
             let proxy = self.clone();
+            let mut stop = stop_rx.clone();
+            let guard = active.enter();
             tokio::spawn(async move {
+                let _guard = guard;
                 let service = service_fn(move |req| {
                     let proxy = proxy.clone();
                     async move { Ok::<_, Infallible>(proxy.handle(req).await) }
@@ -141,11 +205,37 @@ impl Proxy {
                     .keep_alive(true)
                     .serve_connection(TokioIo::new(stream), service)
                     .with_upgrades();
-                if let Err(e) = conn.await {
+                tokio::pin!(conn);
+                let result = tokio::select! {
+                    result = conn.as_mut() => result,
+                    () = async { let _ = stop.wait_for(|stopping| *stopping).await; } => {
+                        // Finish the response in progress, then close instead of keeping alive.
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(e) = result {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
             });
         }
+        drop(listener);
+        let _ = stop_tx.send(true);
+        let in_flight = active.count();
+        if in_flight > 0 {
+            tracing::info!(
+                connections = in_flight,
+                grace_s = grace.as_secs(),
+                "stopped accepting; waiting for requests in flight"
+            );
+        }
+        if tokio::time::timeout(grace, active.idle()).await.is_err() {
+            tracing::warn!(
+                connections = active.count(),
+                "grace period over; closing the remaining connections"
+            );
+        }
+        Ok(())
     }
 
     /// Phase 1 (classify) and dispatch. Never fails: errors become responses here.

@@ -58,6 +58,12 @@ pub fn parse_oci_path(rest: &str) -> Option<OciPath<'_>> {
         let repo = &rest[..len];
         valid_repository(repo).then_some(repo)
     };
+    // The last segment (a tag, digest or upload id) goes upstream as it is: allow only what those can
+    // hold, so that no `..`, `.`, or percent-encoded traversal reaches the registry.
+    let last = segments[n - 1];
+    if !last.is_empty() && !valid_reference(last) {
+        return None;
+    }
     let endpoint = if n >= 3 && segments[n - 2] == "tags" && segments[n - 1] == "list" {
         (2, Endpoint::TagsList)
     } else if n >= 2 && segments[n - 2] == "manifests" && !segments[n - 1].is_empty() {
@@ -98,6 +104,17 @@ pub fn parse_oci_path(rest: &str) -> Option<OciPath<'_>> {
         repository: cut(endpoint.0)?,
         endpoint: endpoint.1,
     })
+}
+
+/// A tag (`[A-Za-z0-9_][A-Za-z0-9._-]*`), a digest (`algorithm:hex`, `+`, `.`, `_`, `-` allowed in the
+/// algorithm) or an upload id (UUID-like, or base64url): at most 255 characters, never `.` or `..`.
+fn valid_reference(s: &str) -> bool {
+    s.len() <= 255
+        && s != "."
+        && s != ".."
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'+' | b'=')
+        })
 }
 
 /// A distribution repository name: `/`-separated components of lower-case letters, digits and
@@ -292,6 +309,13 @@ mod tests {
             ("../x/manifests/v1", None),
             ("app/blobs/", None),
             ("app/unknown/x", None),
+            // traversal and encodings in the last segment never reach the registry
+            ("app/manifests/..", None),
+            ("app/manifests/.", None),
+            ("app/blobs/uploads/..", None),
+            ("app/blobs/%2e%2e", None),
+            ("app/manifests/v1%2F..", None),
+            ("app/manifests/v1 x", None),
         ];
         for (input, want) in cases {
             let got = parse_oci_path(input).map(|p| (p.repository, p.endpoint));

@@ -126,30 +126,7 @@ fn skopeo_buildah_podman_push_and_pull_through_https_proxy() {
     // buildah: build from scratch, push through the proxy
     let env = [("HTTPS_PROXY", https_proxy.as_str())];
     let bwork = work.path().join("buildah");
-    std::fs::create_dir_all(&bwork).unwrap();
-    std::fs::write(
-        bwork.join("hello.txt"),
-        "hello from buildah through connectors\n",
-    )
-    .unwrap();
-    let from = container_tool("buildah", &bwork, &["from", "scratch"], &env);
-    from.assert_success("buildah from scratch");
-    let ctr = from.stdout.trim().to_owned();
-    let hello = bwork.join("hello.txt");
-    container_tool(
-        "buildah",
-        &bwork,
-        &["copy", &ctr, hello.to_str().unwrap(), "/hello.txt"],
-        &env,
-    )
-    .assert_success("buildah copy");
-    container_tool(
-        "buildah",
-        &bwork,
-        &["commit", &ctr, "localhost/team/built:v1"],
-        &env,
-    )
-    .assert_success("buildah commit");
+    buildah_image(&bwork, "localhost/team/built:v1");
     let built = format!("docker://{reg}/team/built:v1");
     clean_success(
         &container_tool(

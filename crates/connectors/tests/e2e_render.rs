@@ -128,30 +128,7 @@ fn rendered_files_drive_skopeo_in_reverse_mode_and_buildah_in_forward_mode() {
         "{env_text}"
     );
     let bwork = work.path().join("buildah");
-    std::fs::create_dir_all(&bwork).unwrap();
-    std::fs::write(bwork.join("hello.txt"), "rendered\n").unwrap();
-    let from = container_tool("buildah", &bwork, &["from", "scratch"], &[]);
-    from.assert_success("buildah from");
-    let ctr = from.stdout.trim().to_owned();
-    container_tool(
-        "buildah",
-        &bwork,
-        &[
-            "copy",
-            &ctr,
-            bwork.join("hello.txt").to_str().unwrap(),
-            "/hello.txt",
-        ],
-        &[],
-    )
-    .assert_success("buildah copy");
-    container_tool(
-        "buildah",
-        &bwork,
-        &["commit", &ctr, "localhost/team/rendered:v2"],
-        &[],
-    )
-    .assert_success("buildah commit");
+    buildah_image(&bwork, "localhost/team/rendered:v2");
     let dest = format!(
         "docker://registry.test:{}/team/rendered:v2",
         registry.port()

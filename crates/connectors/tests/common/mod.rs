@@ -402,3 +402,21 @@ pub fn container_tool_sourcing(
         timed_out: false,
     }
 }
+
+/// Builds `image` from scratch with buildah in `work` (one file, `/hello.txt`); no network involved.
+pub fn buildah_image(work: &Path, image: &str) {
+    std::fs::create_dir_all(work).unwrap();
+    let hello = work.join("hello.txt");
+    std::fs::write(&hello, format!("hello from {image}\n")).unwrap();
+    let from = container_tool("buildah", work, &["from", "scratch"], &[]);
+    from.assert_success("buildah from scratch");
+    let ctr = from.stdout.trim().to_owned();
+    container_tool(
+        "buildah",
+        work,
+        &["copy", &ctr, hello.to_str().unwrap(), "/hello.txt"],
+        &[],
+    )
+    .assert_success("buildah copy");
+    container_tool("buildah", work, &["commit", &ctr, image], &[]).assert_success("buildah commit");
+}

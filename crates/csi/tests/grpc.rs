@@ -230,7 +230,14 @@ async fn connect(socket: &Path) -> Channel {
                 async move { Ok::<_, io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
             }))
             .await;
-        if let Ok(channel) = connected {
+        // The harness leaves a stale socket file for the driver to replace, so an early attempt may reach
+        // the file before the driver listens on it: only a channel that answers a Probe counts.
+        if let Ok(channel) = connected
+            && IdentityClient::new(channel.clone())
+                .probe(ProbeRequest {})
+                .await
+                .is_ok()
+        {
             return channel;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -1,6 +1,8 @@
 //! `connectors`: the one binary. Each role is a subcommand; this is the only place that chooses
 //! implementations (file catalog and local tokens in embedded mode).
 
+mod manifests;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +66,9 @@ enum Command {
     /// Probe connectors' registries: reachable? credentials accepted? One line per connector; exit status 1
     /// when any check fails.
     Check(CheckArgs),
+    /// Print the Kubernetes manifests of the distributed deployment (what `kubectl kustomize deploy/`
+    /// builds); `manifests crds` prints only the CustomResourceDefinitions.
+    Manifests(manifests::ManifestsArgs),
 }
 
 #[derive(Args)]
@@ -266,6 +271,7 @@ fn main() -> ExitCode {
             Command::Ca(CaCommand::Show(args)) => ca_show(args),
             Command::Render(args) => render(args),
             Command::Csi(args) => csi(args).await,
+            Command::Manifests(args) => manifests::run(args).map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

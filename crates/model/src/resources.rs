@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::serde_util::{is_false, null_default};
@@ -24,7 +25,7 @@ pub const OCI_CLASS_NAME: &str = "oci";
 pub const OCI_TOKEN_AUTH: &str = "tokenAuth";
 
 /// The part of Kubernetes `metadata` we use.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ObjectMeta {
     #[serde(deserialize_with = "null_default")]
@@ -57,7 +58,7 @@ impl ObjectMeta {
 }
 
 /// A `connectors.alauda.io/v1alpha1` Connector: one registry integration.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Connector {
     #[serde(deserialize_with = "null_default")]
@@ -73,7 +74,7 @@ pub struct Connector {
     pub status: Option<serde_json::Value>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ConnectorSpec {
     #[serde(deserialize_with = "null_default")]
@@ -100,7 +101,7 @@ pub struct ConnectorSpec {
 
 /// A further URL that belongs to a connector (a token realm, a blob host) and so may receive its
 /// credentials.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct AddressExtension {
     #[serde(deserialize_with = "null_default")]
@@ -117,7 +118,7 @@ impl AddressExtension {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ConnectorAuth {
     /// Must be one of the class's `auth.types[].name` (`tokenAuth` for `oci`).
@@ -134,7 +135,7 @@ pub struct ConnectorAuth {
 }
 
 /// The subset of a Kubernetes ObjectReference that points at a Secret.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct SecretRef {
     #[serde(deserialize_with = "null_default")]
@@ -146,7 +147,7 @@ pub struct SecretRef {
 }
 
 /// A reference to a resource in the same namespace.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct LocalRef {
     #[serde(deserialize_with = "null_default")]
@@ -155,7 +156,7 @@ pub struct LocalRef {
 
 /// A `{name, value}` parameter. `value` is a Tekton-style ParamValue (string, array or object);
 /// only strings are used today.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Param {
     #[serde(deserialize_with = "null_default")]
@@ -188,7 +189,7 @@ fn scalar_to_string(value: &serde_json::Value) -> Option<String> {
 }
 
 /// A cluster-scoped `connectors.alauda.io/v1alpha1` ConnectorClass: defines a kind of connector.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ConnectorClass {
     #[serde(deserialize_with = "null_default")]
@@ -226,7 +227,7 @@ impl ConnectorClass {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ConnectorClassSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -255,7 +256,7 @@ pub struct ConnectorClassSpec {
 
 /// Declares one parameter (of the address, an extension, the class, an auth type or a
 /// configuration).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ParamSpec {
     /// Required by the CRD everywhere except in practice on `spec.address`, which users often
@@ -271,7 +272,7 @@ pub struct ParamSpec {
     pub default: Option<serde_json::Value>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ClassAuth {
     #[serde(
@@ -281,7 +282,7 @@ pub struct ClassAuth {
     pub types: Vec<AuthType>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct AuthType {
     #[serde(deserialize_with = "null_default")]
@@ -300,7 +301,7 @@ pub struct AuthType {
 }
 
 /// A named set of files (file name → template) a workload can have rendered for a connector.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Configuration {
     #[serde(deserialize_with = "null_default")]

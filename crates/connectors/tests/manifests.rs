@@ -185,6 +185,26 @@ fn manifests_command_prints_what_kustomize_builds() {
         println!("skipped the kubectl half: /usr/bin/kubectl is not installed");
         return;
     }
+    // `sortOptions` (kept order) needs kustomize 5; older kubectl builds (Debian's
+    // kubernetes-client ships kustomize 2) would reorder or refuse the file.
+    let version = Command::new(kubectl)
+        .args(["version", "--client", "-o", "json"])
+        .output()
+        .unwrap();
+    let version: Value = serde_json::from_slice(&version.stdout).unwrap_or(Value::Null);
+    let kustomize = version["kustomizeVersion"].as_str().unwrap_or("");
+    let major: u32 = kustomize
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    if major < 5 {
+        println!(
+            "skipped the kubectl half: kubectl's kustomize is {kustomize:?}, sortOptions needs v5 or later"
+        );
+        return;
+    }
     let out = Command::new(kubectl)
         .arg("kustomize")
         .arg(root().join("deploy"))

@@ -79,7 +79,7 @@ enum ManifestsCommand {
     /// Write the generated files (the CRDs and the `oci` class) into a deploy folder, replacing them.
     WriteGenerated {
         /// The folder that holds `kustomization.yaml`.
-        #[arg(long, default_value = "deploy")]
+        #[arg(long, env = "CONNECTORS_DEPLOY_DIR", default_value = "deploy")]
         dir: PathBuf,
     },
 }

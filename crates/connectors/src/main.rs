@@ -619,17 +619,8 @@ async fn check(args: CheckArgs) -> Result<ExitCode> {
         let line = match &c.credentials {
             Err(reason) => Err(format!("not usable: {reason}")),
             Ok(credentials) => {
-                let target = connectors_proxy::upstream_target(&c, credentials);
-                let repository = c
-                    .connector
-                    .spec
-                    .auth
-                    .as_ref()
-                    .and_then(|a| a.params.iter().find(|p| p.name == "repository"))
-                    .and_then(|p| p.string_value());
-                let report =
-                    connectors_registry::probe::probe(&access, &target, repository.as_deref())
-                        .await;
+                // The same probe the controller's LivenessReady/AuthReady conditions come from.
+                let report = connectors_controller::probe_connector(&access, &c, credentials).await;
                 match (report.liveness, report.auth) {
                     (Err(e), _) => Err(format!("unreachable: {e}")),
                     (Ok(()), Err(e)) => Err(format!("reachable, but authentication failed: {e}")),

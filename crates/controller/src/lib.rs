@@ -1,23 +1,28 @@
-//! The Connector controller's logic (SPEC §6), free of any API-server client: what the status of a
-//! Connector should say, what its proxy Service should look like, and the registry probe shared
-//! with `connectors check`.
+//! The Connector controller (SPEC §6): what the status of a Connector should say, what its proxy
+//! Service should look like, the registry probe shared with `connectors check`, and the loop that
+//! writes them through the API server.
 //!
 //! - [`conditions`]: condition types, reasons, `Ready`, and merging with stored conditions;
 //! - [`reconcile`]: class → Secret → registry probe → conditions;
 //! - [`proxy_service`]: `status.proxy.httpAddress.url` and the Service `c-<name>`.
 //!
-//! The kube-facing loop (watches, server-side apply, leader election) drives these functions.
+//! [`run`] is the kube-facing loop (watch, server-side apply of status and Service, periodic
+//! re-probe) and [`lease`] the leader election that lets several replicas run safely.
 #![forbid(unsafe_code)]
 
 pub mod conditions;
+pub mod lease;
 pub mod proxy_service;
 pub mod reconcile;
+pub mod run;
 
 use serde::Serialize;
 
 pub use conditions::{Condition, ConditionStatus};
+pub use lease::{LeaderElector, LeaseConfig, LeaseError};
 pub use proxy_service::{ProxyAddressing, Resolver, desired_service, proxy_url, service_name};
 pub use reconcile::{Observed, evaluate, probe_connector};
+pub use run::{ControllerConfig, ReconcileError, run};
 
 /// The field manager the controller applies with.
 pub const FIELD_MANAGER: &str = "connectors-controller";

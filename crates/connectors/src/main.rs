@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod controller_cmd;
+
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use connectors_catalog::{Catalog, FileCatalog, ResolvedConnector};
@@ -64,6 +66,9 @@ enum Command {
     /// Probe connectors' registries: reachable? credentials accepted? One line per connector; exit status 1
     /// when any check fails.
     Check(CheckArgs),
+    /// Kubernetes: keep every Connector's status (conditions, proxy address) and its proxy Service
+    /// `c-<name>` current, probing registries periodically. Replicas elect one leader with a Lease.
+    Controller(controller_cmd::ControllerArgs),
 }
 
 #[derive(Args)]
@@ -266,6 +271,7 @@ fn main() -> ExitCode {
             Command::Ca(CaCommand::Show(args)) => ca_show(args),
             Command::Render(args) => render(args),
             Command::Csi(args) => csi(args).await,
+            Command::Controller(args) => controller_cmd::controller(args).await,
         }
     });
     match result {

@@ -106,6 +106,25 @@ impl StaticCatalog {
     }
 }
 
+impl StaticCatalog {
+    /// A catalog of resources already in memory (read from an API server, say). Each resource is
+    /// named `<source>` in error messages; namespaces missing from Connectors and Secrets are
+    /// `default`, as with files.
+    pub fn from_resources(
+        source: &str,
+        connectors: Vec<Connector>,
+        classes: Vec<ConnectorClass>,
+        secrets: Vec<connectors_model::Secret>,
+    ) -> Result<Self, CatalogError> {
+        let resources =
+            load::Resources::from_objects(Path::new(source), connectors, classes, secrets)?;
+        let snapshot = resolve::Snapshot::build(resources, &Default::default())?;
+        Ok(Self {
+            current: Current(ArcSwap::from_pointee(snapshot)),
+        })
+    }
+}
+
 impl Catalog for StaticCatalog {
     fn connector(&self, r: &ConnectorRef) -> Option<Arc<ResolvedConnector>> {
         self.current.connector(r)

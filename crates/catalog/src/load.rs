@@ -56,6 +56,60 @@ pub(crate) struct Resources {
     pub secrets: Vec<Located<Secret>>,
 }
 
+impl Resources {
+    /// Resources that were parsed elsewhere (an API server's objects), labelled as the file
+    /// loader labels them, with `source` standing in for the file name.
+    pub fn from_objects(
+        source: &Path,
+        connectors: Vec<Connector>,
+        classes: Vec<ConnectorClass>,
+        secrets: Vec<Secret>,
+    ) -> Result<Self, CatalogError> {
+        let origin = |document: usize| Origin {
+            file: source.to_path_buf(),
+            document,
+            item: None,
+        };
+        let mut out = Resources::default();
+        for (i, mut connector) in connectors.into_iter().enumerate() {
+            let namespace = connector.metadata.namespace_or_default().to_owned();
+            let name = connector.metadata.name.clone();
+            let label = format!("Connector {namespace}/{name}");
+            let reference =
+                ConnectorRef::new(&namespace, &name).map_err(|e| CatalogError::Invalid {
+                    file: source.to_path_buf(),
+                    resource: label.clone(),
+                    field: "metadata.name".to_owned(),
+                    message: e.to_string(),
+                })?;
+            connector.metadata.namespace = Some(namespace);
+            out.connectors.push(Located {
+                origin: origin(i + 1),
+                label,
+                value: (reference, connector),
+            });
+        }
+        for (i, class) in classes.into_iter().enumerate() {
+            out.classes.push(Located {
+                origin: origin(i + 1),
+                label: format!("ConnectorClass {}", class.metadata.name),
+                value: class,
+            });
+        }
+        for (i, mut secret) in secrets.into_iter().enumerate() {
+            let namespace = secret.metadata.namespace_or_default().to_owned();
+            let label = format!("Secret {namespace}/{}", secret.metadata.name);
+            secret.metadata.namespace = Some(namespace);
+            out.secrets.push(Located {
+                origin: origin(i + 1),
+                label,
+                value: secret,
+            });
+        }
+        Ok(out)
+    }
+}
+
 /// mtime and size of every file we read, plus the file set itself: what the watcher compares to
 /// notice an edit, an added file or a removed one without reading contents.
 #[derive(Clone, Debug, PartialEq, Eq)]

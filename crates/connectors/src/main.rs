@@ -9,6 +9,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod controller_cmd;
+
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use connectors_catalog::{Catalog, FileCatalog, ResolvedConnector};
@@ -69,6 +71,9 @@ enum Command {
     /// Print the Kubernetes manifests of the distributed deployment (what `kubectl kustomize deploy/`
     /// builds); `manifests crds` prints only the CustomResourceDefinitions.
     Manifests(manifests::ManifestsArgs),
+    /// Kubernetes: keep every Connector's status (conditions, proxy address) and its proxy Service
+    /// `c-<name>` current, probing registries periodically. Replicas elect one leader with a Lease.
+    Controller(controller_cmd::ControllerArgs),
 }
 
 #[derive(Args)]
@@ -272,6 +277,7 @@ fn main() -> ExitCode {
             Command::Render(args) => render(args),
             Command::Csi(args) => csi(args).await,
             Command::Manifests(args) => manifests::run(args).map(|()| ExitCode::SUCCESS),
+            Command::Controller(args) => controller_cmd::controller(args).await,
         }
     });
     match result {
@@ -625,17 +631,8 @@ async fn check(args: CheckArgs) -> Result<ExitCode> {
         let line = match &c.credentials {
             Err(reason) => Err(format!("not usable: {reason}")),
             Ok(credentials) => {
-                let target = connectors_proxy::upstream_target(&c, credentials);
-                let repository = c
-                    .connector
-                    .spec
-                    .auth
-                    .as_ref()
-                    .and_then(|a| a.params.iter().find(|p| p.name == "repository"))
-                    .and_then(|p| p.string_value());
-                let report =
-                    connectors_registry::probe::probe(&access, &target, repository.as_deref())
-                        .await;
+                // The same probe the controller's LivenessReady/AuthReady conditions come from.
+                let report = connectors_controller::probe_connector(&access, &c, credentials).await;
                 match (report.liveness, report.auth) {
                     (Err(e), _) => Err(format!("unreachable: {e}")),
                     (Ok(()), Err(e)) => Err(format!("reachable, but authentication failed: {e}")),

@@ -1,0 +1,119 @@
+//! `connectors controller`: keeps every Connector's status and proxy Service current (SPEC §6).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use connectors_controller::{ControllerConfig, LeaderElector, LeaseConfig};
+use connectors_registry::UpstreamAccess;
+
+use crate::{ResolveArgs, resolve_overrides, shutdown_signal};
+
+#[derive(Args)]
+pub struct ControllerArgs {
+    /// The API server to talk to. Default: the in-cluster configuration (the pod's ServiceAccount),
+    /// else $KUBECONFIG / ~/.kube/config.
+    #[arg(long, env = "CONNECTORS_KUBE_URL", value_name = "URL")]
+    kube_url: Option<String>,
+    /// The namespace of the proxy's Service and of the leader Lease.
+    #[arg(
+        long,
+        env = "POD_NAMESPACE",
+        default_value = "connectors-system",
+        value_name = "NAMESPACE"
+    )]
+    components_namespace: String,
+    /// The proxy's Service in the components namespace; each Connector's Service `c-<name>` points at it.
+    #[arg(
+        long,
+        env = "CONNECTORS_PROXY_SERVICE",
+        default_value = "connectors-proxy-service"
+    )]
+    proxy_service: String,
+    /// The cluster's DNS domain, used in `status.proxy.httpAddress.url`.
+    #[arg(
+        long,
+        env = "CONNECTORS_CLUSTER_DOMAIN",
+        default_value = "cluster.local"
+    )]
+    cluster_domain: String,
+    /// `domain[:port]` where the proxy is exposed outside the cluster (NodePort, Ingress); status URLs
+    /// then use it.
+    #[arg(long, env = "CONNECTORS_EXPOSED_ADDRESS", value_name = "HOST[:PORT]")]
+    exposed_address: Option<String>,
+    /// How often each Connector's registry is probed again.
+    #[arg(long, env = "CONNECTORS_REPROBE", default_value = "5m", value_parser = humantime::parse_duration)]
+    reprobe: Duration,
+    /// This replica's name in the leader Lease (unique per replica).
+    #[arg(long, env = "POD_NAME", default_value_t = default_identity())]
+    identity: String,
+    /// How long the leader Lease holds without renewal; another replica takes over after that.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    lease_duration: Duration,
+    #[command(flatten)]
+    resolve: ResolveArgs,
+}
+
+fn default_identity() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("connectors-controller-{}", std::process::id()))
+}
+
+pub async fn controller(args: ControllerArgs) -> Result<ExitCode> {
+    let client = kube_client(args.kube_url.as_deref()).await?;
+    let access = UpstreamAccess::new(resolve_overrides(&args.resolve)?);
+    let mut lease = LeaseConfig::new(&args.components_namespace, &args.identity);
+    lease.duration = args.lease_duration.max(Duration::from_secs(2));
+    lease.renew = lease.duration / 3;
+    let elector = LeaderElector::new(client.clone(), lease);
+    let config = ControllerConfig {
+        components_namespace: args.components_namespace,
+        proxy_service: args.proxy_service,
+        cluster_domain: args.cluster_domain,
+        exposed: args.exposed_address,
+        reprobe: args.reprobe,
+    };
+
+    tracing::info!(identity = %args.identity, "waiting for the leader Lease");
+    tokio::select! {
+        () = elector.acquire() => {}
+        () = shutdown_signal() => return Ok(ExitCode::SUCCESS),
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let work = connectors_controller::run(client, access, config, async move {
+        let _ = stopped.await;
+    });
+    tokio::pin!(work);
+    tokio::select! {
+        () = &mut work => Ok(ExitCode::SUCCESS),
+        lost = elector.keep() => {
+            // Another replica may lead now: stop at once rather than reconcile beside it.
+            tracing::error!(error = %lost, "stepping down");
+            Ok(ExitCode::FAILURE)
+        }
+        () = shutdown_signal() => {
+            let _ = stop.send(());
+            work.await;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A client for `url` (plain `http://` is fine, for a local API server), or the inferred
+/// configuration (in-cluster, then kubeconfig).
+pub async fn kube_client(url: Option<&str>) -> Result<kube::Client> {
+    let config = match url {
+        Some(u) => kube::Config::new(
+            u.parse()
+                .with_context(|| format!("--kube-url {u:?} is not a URL"))?,
+        ),
+        None => kube::Config::infer().await.context(
+            "no Kubernetes configuration: run in a pod with a ServiceAccount, set KUBECONFIG, or pass --kube-url",
+        )?,
+    };
+    kube::Client::try_from(config).context("cannot build a Kubernetes client")
+}

@@ -1,0 +1,276 @@
+//! The kube-facing loop: watch Connectors, reconcile each one (class, Secrets, registry probe, the
+//! proxy Service), write `status` with server-side apply, re-probe periodically.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use connectors_model::{Connector, ConnectorClass, ConnectorRef, Secret};
+use connectors_registry::UpstreamAccess;
+use futures_util::StreamExt;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+
+use crate::conditions::{self, Condition};
+use crate::proxy_service::{ProxyAddressing, Resolver, desired_service, proxy_url};
+use crate::reconcile::{Observed, evaluate};
+use crate::{ConnectorStatus, FIELD_MANAGER, HttpAddress, ProxyStatus, now_rfc3339};
+
+/// What the controller needs to know about its cluster.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// Where the proxy's Service lives (`connectors-system`).
+    pub components_namespace: String,
+    /// The proxy's Service in that namespace (`connectors-proxy-service`).
+    pub proxy_service: String,
+    /// `cluster.local` unless the cluster's DNS domain differs.
+    pub cluster_domain: String,
+    /// `domain[:port]` when the proxy is exposed outside the cluster.
+    pub exposed: Option<String>,
+    /// How often a Ready (or failing) Connector is probed again.
+    pub reprobe: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            components_namespace: "connectors-system".into(),
+            proxy_service: "connectors-proxy-service".into(),
+            cluster_domain: "cluster.local".into(),
+            exposed: None,
+            reprobe: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Why one reconcile failed; the controller retries it with a back-off.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReconcileError {
+    #[error("API server: {0}")]
+    Api(#[from] kube::Error),
+    #[error("Connector {connector}: {message}")]
+    Invalid { connector: String, message: String },
+}
+
+pub(crate) fn connector_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("connectors.alauda.io", "v1alpha1", "Connector"),
+        "connectors",
+    )
+}
+
+fn class_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("connectors.alauda.io", "v1alpha1", "ConnectorClass"),
+        "connectorclasses",
+    )
+}
+
+struct Context {
+    client: Client,
+    access: UpstreamAccess,
+    config: ControllerConfig,
+}
+
+/// Runs the controller until `shutdown` completes. Call it only while holding the leader lease
+/// (see [`crate::lease`]).
+pub async fn run(
+    client: Client,
+    access: UpstreamAccess,
+    config: ControllerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let resource = connector_resource();
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+    let context = Arc::new(Context {
+        client,
+        access,
+        config,
+    });
+    Controller::new_with(api, watcher::Config::default(), resource)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(connector = %object, "reconciled"),
+                Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+            }
+        })
+        .await;
+}
+
+fn error_policy(_: Arc<DynamicObject>, error: &ReconcileError, _: Arc<Context>) -> Action {
+    tracing::warn!(%error, "will retry");
+    Action::requeue(Duration::from_secs(15))
+}
+
+async fn reconcile(
+    object: Arc<DynamicObject>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let stored_status = object.data.get("status").cloned();
+    let connector: Connector =
+        serde_json::from_value(serde_json::to_value(object.as_ref()).map_err(|e| {
+            ReconcileError::Invalid {
+                connector: object.metadata.name.clone().unwrap_or_default(),
+                message: e.to_string(),
+            }
+        })?)
+        .map_err(|e| ReconcileError::Invalid {
+            connector: object.metadata.name.clone().unwrap_or_default(),
+            message: format!("cannot read it: {e}"),
+        })?;
+    let namespace = connector.metadata.namespace_or_default().to_owned();
+    let reference = ConnectorRef::new(&namespace, &connector.metadata.name).map_err(|e| {
+        ReconcileError::Invalid {
+            connector: format!("{namespace}/{}", connector.metadata.name),
+            message: e.to_string(),
+        }
+    })?;
+
+    let class = get_class(&ctx.client, &connector.spec.connector_class_name).await?;
+    let secrets = get_secrets(&ctx.client, &connector).await?;
+    let resolver = class
+        .as_ref()
+        .map(|c| Resolver::from_annotation(c.proxy_resolver()))
+        .unwrap_or(Resolver::Path);
+    let uid = object.metadata.uid.clone().unwrap_or_default();
+    let proxy_service = ensure_service(&ctx, &reference, &uid).await;
+
+    let fresh = evaluate(
+        &ctx.access,
+        Observed {
+            connector: &connector,
+            class: class.as_ref(),
+            secrets,
+            proxy_service: proxy_service.clone(),
+        },
+    )
+    .await;
+    let stored: Vec<Condition> = stored_status
+        .as_ref()
+        .and_then(|s| s.get("conditions"))
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default();
+    let addressing = ProxyAddressing {
+        resolver,
+        cluster_domain: ctx.config.cluster_domain.clone(),
+        exposed: ctx.config.exposed.clone(),
+    };
+    let status = ConnectorStatus {
+        conditions: conditions::merge(&stored, fresh, &now_rfc3339()),
+        observed_generation: connector.metadata.generation,
+        proxy: proxy_service.is_ok().then(|| ProxyStatus {
+            http_address: HttpAddress {
+                url: proxy_url(&reference, &addressing),
+            },
+        }),
+    };
+    // Writing an unchanged status would only wake this controller again.
+    let unchanged = stored_status
+        .as_ref()
+        .is_some_and(|s| *s == serde_json::to_value(&status).unwrap_or_default());
+    if !unchanged {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), &namespace, &connector_resource());
+        api.patch_status(
+            &reference.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(status.apply_patch(&namespace, &reference.name)),
+        )
+        .await?;
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == conditions::READY);
+        tracing::info!(connector = %reference, ready = ?ready.map(|c| c.status), reason = ready.map_or("", |c| c.reason.as_str()), "status written");
+    }
+    Ok(Action::requeue(ctx.config.reprobe))
+}
+
+async fn get_class(client: &Client, name: &str) -> Result<Option<ConnectorClass>, ReconcileError> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &class_resource());
+    let Some(object) = api.get_opt(name).await? else {
+        return Ok(None);
+    };
+    Ok(serde_json::to_value(object)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok()))
+}
+
+/// The Secrets the Connector names (auth and CA), from its own namespace; missing ones are left
+/// out and the catalog's resolution says so.
+async fn get_secrets(
+    client: &Client,
+    connector: &Connector,
+) -> Result<Vec<Secret>, ReconcileError> {
+    let namespace = connector.metadata.namespace_or_default();
+    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), namespace);
+    let names = connector
+        .spec
+        .auth
+        .as_ref()
+        .and_then(|a| a.secret_ref.as_ref())
+        .map(|r| r.name.clone())
+        .into_iter()
+        .chain(
+            connector
+                .spec
+                .ca_cert_secret_ref
+                .as_ref()
+                .map(|r| r.name.clone()),
+        );
+    let mut out = Vec::new();
+    for name in names.filter(|n| !n.is_empty()) {
+        if let Some(secret) = api.get_opt(&name).await? {
+            let value = serde_json::to_value(secret).unwrap_or_default();
+            if let Ok(secret) = serde_json::from_value::<Secret>(value) {
+                out.push(secret);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Applies the Service `c-<name>` after checking that the proxy's own Service exists; `Err` is the
+/// `ProxyServiceReady` message.
+async fn ensure_service(ctx: &Context, connector: &ConnectorRef, uid: &str) -> Result<(), String> {
+    use k8s_openapi::api::core::v1::Service;
+    let cfg = &ctx.config;
+    let system: Api<Service> = Api::namespaced(ctx.client.clone(), &cfg.components_namespace);
+    match system.get_opt(&cfg.proxy_service).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Err(format!(
+                "Service {} not found in namespace {}",
+                cfg.proxy_service, cfg.components_namespace
+            ));
+        }
+        Err(e) => return Err(format!("cannot read Service {}: {e}", cfg.proxy_service)),
+    }
+    let target = format!(
+        "{}.{}.svc.{}",
+        cfg.proxy_service, cfg.components_namespace, cfg.cluster_domain
+    );
+    let body = desired_service(connector, uid, &target)?;
+    let name = body["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let api: Api<Service> = Api::namespaced(ctx.client.clone(), &connector.namespace);
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| {
+        format!(
+            "cannot apply Service {name} in namespace {}: {e}",
+            connector.namespace
+        )
+    })
+}

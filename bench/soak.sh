@@ -188,7 +188,7 @@ request), \`--audit-log\` and \`--admin-listen\`.
 
 | figure | value |
 |---|---|
-| requests (all kinds) | $TOTAL ($RATE/s) |
+| client operations (a pull is one request, a push two: POST + PUT) | $TOTAL ($RATE/s) |
 | unexpected errors | $ERRS |
 | reverse pull / errors | $(per_kind rpull) |
 | reverse push / errors | $(per_kind rpush) |

@@ -183,11 +183,11 @@ async fn authentication_failures_are_counted_by_reason() {
         "{text}"
     );
     assert_eq!(reason("not_allowed"), Some(0.0), "{text}");
-    // Refused before the connector was known to be theirs: no connector label.
+    // Refused before the path was read: no connector label, operation `other`.
     assert_eq!(
         metric(
             &text,
-            "connectors_requests_total{connector=\"\",mode=\"reverse\",operation=\"pull\",status=\"401\"}"
+            "connectors_requests_total{connector=\"\",mode=\"reverse\",operation=\"other\",status=\"401\"}"
         ),
         Some(3.0),
         "{text}"

@@ -444,3 +444,116 @@ async fn a_client_that_vanishes_mid_download_leaves_nothing_open() {
     proxy.assert_settled().await;
     assert_audit_clean(&proxy);
 }
+
+/// Sends raw HTTP/1.1 bytes to the proxy and reads until it closes.
+async fn raw(proxy: &ProxyUnderTest, request: String) -> String {
+    let mut s = tokio::net::TcpStream::connect(proxy.addr)
+        .await
+        .expect("connect");
+    s.write_all(request.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Forward mode: an absolute-form request for the connector and a tunnel to another destination are
+/// counted (mode `forward`), the request is audited, and the tunnel is closed and counted afterwards.
+#[tokio::test]
+async fn forward_requests_and_tunnels_are_counted_audited_and_closed() {
+    use base64::Engine;
+    let fake = FakeRegistry::start(open_registry(|ctx| match ctx.req.path() {
+        "/v2/team/app/manifests/v1" => Some(Reply::ok().body("fine")),
+        _ => None,
+    }))
+    .await;
+    let proxy = ProxyUnderTest::start(&[ConnectorSpec::new("reg", fake.origin())]).await;
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("team-a/reg:{}", proxy.token()));
+
+    let answer = raw(
+        &proxy,
+        format!(
+            "GET {}/v2/team/app/manifests/v1 HTTP/1.1\r\nHost: {}\r\nProxy-Authorization: Basic {basic}\r\n\
+             Connection: close\r\n\r\n",
+            fake.origin(),
+            fake.addr()
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("fine"), "{answer}");
+
+    // a tunnel to an echo server that is not a connector
+    let echo = TcpListener::bind("127.0.0.1:0").await.expect("bind echo");
+    let echo_addr = echo.local_addr().expect("addr");
+    tokio::spawn(async move {
+        if let Ok((mut s, _)) = echo.accept().await {
+            let mut buf = [0u8; 4];
+            if s.read_exact(&mut buf).await.is_ok() {
+                let _ = s.write_all(&buf).await;
+            }
+        }
+    });
+    let mut s = tokio::net::TcpStream::connect(proxy.addr)
+        .await
+        .expect("connect");
+    s.write_all(
+        format!(
+            "CONNECT {echo_addr} HTTP/1.1\r\nHost: {echo_addr}\r\nProxy-Authorization: Basic {basic}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("CONNECT");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await.expect("CONNECT answer");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s.write_all(b"ping").await.expect("through the tunnel");
+    let mut echoed = [0u8; 4];
+    s.read_exact(&mut echoed).await.expect("echo");
+    assert_eq!(&echoed, b"ping");
+    drop(s);
+
+    proxy.assert_settled().await;
+    let text = proxy.metrics_text();
+    assert_eq!(
+        metric(
+            &text,
+            "connectors_requests_total{connector=\"team-a/reg\",mode=\"forward\",operation=\"pull\",status=\"200\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "connectors_requests_total{connector=\"\",mode=\"forward\",operation=\"tunnel\",status=\"200\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "connectors_tunnel_bytes_total{direction=\"up\"}"),
+        Some(4.0),
+        "{text}"
+    );
+    let records = proxy.audit_records();
+    let pull = records
+        .iter()
+        .find(|r| r["operation"] == "pull")
+        .unwrap_or_else(|| panic!("{}", proxy.audit_text()));
+    assert_eq!(pull["mode"], "forward");
+    assert_eq!(pull["connector"], "team-a/reg");
+    assert_eq!(pull["reference"], "v1");
+    assert_eq!(pull["principal"], "component-test");
+    assert!(!proxy.audit_text().contains(&basic));
+    assert_audit_clean(&proxy);
+}

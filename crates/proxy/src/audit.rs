@@ -1,5 +1,5 @@
 //! The audit log: one JSON object per line for every registry operation (pull, push, delete, list,
-//! ping, connect), written when the response ends. It says who did what to which repository and how
+//! ping, intercept), written when the response ends. It says who did what to which repository and how
 //! it ended; it never holds a token, a password or a header.
 
 use std::io::Write;
@@ -26,7 +26,7 @@ pub struct AuditRecord<'a> {
     pub repository: &'a str,
     /// The tag or digest of a manifest, the digest of a blob (or of a finished upload).
     pub reference: &'a str,
-    /// pull, push, delete, list, ping, connect, upload_status, other.
+    /// pull, push, delete, list, ping, intercept, upload_status, other.
     pub operation: &'static str,
     pub method: &'a str,
     pub status: u16,

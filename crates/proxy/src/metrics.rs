@@ -43,7 +43,7 @@ pub fn operation(method: &str, endpoint: &str) -> &'static str {
         },
         "tags" | "referrers" => "list",
         "ping" => "ping",
-        "intercept" => "connect",
+        "intercept" => "intercept",
         "tunnel" => "tunnel",
         "extension" => "extension",
         "forward" => "forward",
@@ -385,7 +385,7 @@ mod tests {
         assert_eq!(operation("PATCH", "upload"), "push");
         assert_eq!(operation("DELETE", "manifest"), "delete");
         assert_eq!(operation("GET", "tags"), "list");
-        assert_eq!(operation("CONNECT", "intercept"), "connect");
+        assert_eq!(operation("CONNECT", "intercept"), "intercept");
         assert_eq!(operation("GET", ""), "other");
     }
 

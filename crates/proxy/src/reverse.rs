@@ -412,7 +412,7 @@ impl AccessLog {
             ops.metrics.auth_failure(reason);
         }
         if let Some(audit) = &ops.audit
-            && (!self.repository.is_empty() || matches!(operation, "ping" | "connect"))
+            && (!self.repository.is_empty() || matches!(operation, "ping" | "intercept"))
         {
             audit.write(&crate::audit::AuditRecord {
                 time: crate::audit::timestamp(std::time::SystemTime::now()),

@@ -113,3 +113,27 @@ pub async fn serve(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_ready_until_told_and_again_when_draining() {
+        let state = AdminState::new(Metrics::new());
+        let get = |path: &str| state.answer(&Method::GET, path).status();
+        assert_eq!(get("/readyz"), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(get("/healthz"), StatusCode::OK);
+        state.set_ready(true);
+        assert_eq!(get("/readyz"), StatusCode::OK);
+        state.set_ready(false);
+        assert_eq!(get("/readyz"), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(get("/healthz"), StatusCode::OK);
+        assert_eq!(get("/metrics"), StatusCode::OK);
+        assert_eq!(get("/other"), StatusCode::NOT_FOUND);
+        assert_eq!(
+            state.answer(&Method::POST, "/readyz").status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+}

@@ -96,3 +96,66 @@ impl AuditLog {
 pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_appended_one_json_line_per_record_and_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.log");
+        std::fs::write(&path, "earlier\n").expect("seed");
+        let log = AuditLog::open(&path).expect("open");
+        let record = AuditRecord {
+            time: timestamp(SystemTime::UNIX_EPOCH),
+            mode: "reverse",
+            principal: "p",
+            pod: None,
+            connector: "team-a/r",
+            repository: "app",
+            reference: "v1",
+            operation: "pull",
+            method: "GET",
+            status: 200,
+            bytes_in: 0,
+            bytes_out: 3,
+            complete: true,
+            duration_ms: 1,
+        };
+        log.write(&record);
+        log.write(&record);
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0], "earlier");
+        let v: serde_json::Value = serde_json::from_str(lines[1]).expect("json");
+        assert_eq!(v["time"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(v["operation"], "pull");
+        assert!(v.get("pod").is_none());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let dir2 = tempfile::tempdir().expect("tempdir");
+            let fresh = dir2.path().join("new.log");
+            AuditLog::open(&fresh).expect("create");
+            let mode = std::fs::metadata(&fresh)
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn an_unwritable_path_says_which_flag_to_fix() {
+        let err = AuditLog::open(Path::new("/nonexistent-dir/audit.log"))
+            .err()
+            .expect("must fail");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("/nonexistent-dir/audit.log") && msg.contains("--audit-log"),
+            "{msg}"
+        );
+    }
+}

@@ -20,6 +20,8 @@ use connectors_proxy::ca::ProxyCa;
 use connectors_proxy::{ForwardOptions, ForwardPolicy, Proxy};
 use connectors_registry::{ResolveOverrides, UpstreamAccess, base_url};
 
+mod ops;
+
 #[derive(Parser)]
 #[command(
     name = "connectors",
@@ -137,6 +139,8 @@ struct UpArgs {
     /// How often to look for catalog changes.
     #[arg(long, env = "CONNECTORS_CATALOG_POLL", default_value = "1s", value_parser = humantime::parse_duration)]
     catalog_poll: Duration,
+    #[command(flatten)]
+    ops: ops::OpsArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -333,6 +337,7 @@ fn load_catalog(args: &CatalogArgs) -> Result<Arc<FileCatalog>> {
 
 async fn up(args: UpArgs) -> Result<ExitCode> {
     let overrides = resolve_overrides(&args.resolve)?;
+    let running = args.ops.start().await?;
     let catalog = load_catalog(&args.catalog)?;
     let tokens = Arc::new(load_tokens(&args.state)?);
     let ca = Arc::new(match (&args.ca_cert, &args.ca_key) {
@@ -393,12 +398,13 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
     let mut workers = Vec::with_capacity(threads);
     for i in 0..threads {
         let listener = listener.try_clone().context("sharing the listener")?;
-        let proxy = Proxy::with_forward(
+        let proxy = Proxy::with_ops(
             catalog.clone(),
             tokens.clone(),
             tokens.clone(),
             UpstreamAccess::new(overrides.clone()),
             forward.clone(),
+            running.ops.clone(),
         );
         let mut stop = stop_rx.clone();
         let worker = std::thread::Builder::new()
@@ -420,7 +426,9 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
     }
     // Only the workers hold the socket now: when they stop accepting, new connections are refused.
     drop(listener);
+    running.ready();
     shutdown_signal().await;
+    running.draining().await;
     tracing::info!("shutdown requested: no new connections; finishing requests in flight");
     let _ = stop_tx.send(true);
     for worker in workers {

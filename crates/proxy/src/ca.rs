@@ -155,8 +155,10 @@ impl ProxyCa {
             .trim_end_matches(']')
             .to_ascii_lowercase();
         if let Some(config) = self.leaves.get(&host) {
+            LEAF_HITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(config);
         }
+        LEAF_MISSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let config = Arc::new(self.mint(&host)?);
         self.leaves.insert(host, config.clone());
         Ok(config)
@@ -281,6 +283,15 @@ fn check_key_permissions(path: &Path) -> Result<(), CaError> {
         }
     }
     Ok(())
+}
+
+static LEAF_HITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static LEAF_MISSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Leaf-certificate cache lookups in this process so far: `(hits, misses)`.
+pub fn cache_stats() -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (LEAF_HITS.load(Relaxed), LEAF_MISSES.load(Relaxed))
 }
 
 #[cfg(test)]

@@ -50,19 +50,26 @@ async fn identify(
     headers: &http::HeaderMap,
     log: &mut AccessLog,
 ) -> Result<ForwardCaller, ProxyError> {
+    log.forward = true;
     let value = headers.get(header::PROXY_AUTHORIZATION).ok_or_else(|| {
+        log.auth_failure = Some("missing");
         ProxyError::ProxyUnauthenticated(
             "no proxy credentials: set HTTPS_PROXY=http://<namespace>%2F<connector>:<token>@<proxy>".to_owned(),
         )
     })?;
-    let credentials =
-        parse_proxy_authorization(value.as_bytes()).map_err(ProxyError::from_proxy_auth)?;
+    let credentials = parse_proxy_authorization(value.as_bytes()).map_err(|e| {
+        log.auth_failure = Some(crate::reverse::auth_reason(&e));
+        ProxyError::from_proxy_auth(e)
+    })?;
     let principal = proxy
         .authn
         .authenticate(&credentials.token)
         .await
-        .map_err(ProxyError::from_proxy_auth)?;
-    log.principal = principal.subject.clone();
+        .map_err(|e| {
+            log.auth_failure = Some(crate::reverse::auth_reason(&e));
+            ProxyError::from_proxy_auth(e)
+        })?;
+    log.set_principal(&principal);
     log.connector = credentials
         .connectors
         .iter()
@@ -71,11 +78,7 @@ async fn identify(
         .join(",");
     let mut connectors = Vec::with_capacity(credentials.connectors.len());
     for reference in &credentials.connectors {
-        proxy
-            .authz
-            .authorize(&principal, reference)
-            .await
-            .map_err(ProxyError::from_auth)?;
+        crate::reverse::authorize(proxy, &principal, reference, log).await?;
         let connector = proxy
             .catalog
             .connector(reference)
@@ -129,6 +132,7 @@ pub(crate) async fn connect(
 
     if let Some((connector, endpoint)) = select(&caller.connectors, None, &host, port) {
         log.connector = connector.reference.to_string();
+        log.known = true;
         log.operation = "intercept";
         if let Err(reason) = &connector.credentials {
             return Err(ProxyError::ConnectorUnusable {
@@ -151,9 +155,12 @@ pub(crate) async fn connect(
             port,
             principal_expires: caller.principal.expires_at,
             principal: caller.principal.subject.clone(),
+            pod: log.pod.clone(),
         });
         let proxy = proxy.clone();
+        let open = proxy.ops.metrics.tunnel();
         tokio::spawn(async move {
+            let _open = open;
             match on_upgrade.await {
                 Ok(upgraded) => intercept(proxy, TokioIo::new(upgraded), tls_config, ctx).await,
                 Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
@@ -171,11 +178,15 @@ pub(crate) async fn connect(
     log.operation = "tunnel";
     let upstream = dial(proxy.upstream.overrides(), &host, port).await?;
     let principal = caller.principal.subject.clone();
+    let metrics = proxy.ops.metrics.clone();
+    let open = metrics.tunnel();
     tokio::spawn(async move {
+        let _open = open;
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
-        tunnel(TokioIo::new(upgraded), upstream, &host, port, &principal).await;
+        let (up, down) = tunnel(TokioIo::new(upgraded), upstream, &host, port, &principal).await;
+        metrics.tunnel_bytes(up, down);
     });
     Ok(Response::new(empty()))
 }
@@ -214,7 +225,7 @@ async fn tunnel(
     host: &str,
     port: u16,
     principal: &str,
-) {
+) -> (u64, u64) {
     let started = Instant::now();
     let result =
         crate::idle::copy_bidirectional_idle(&mut client, &mut upstream, TUNNEL_IDLE_LIMIT).await;
@@ -237,6 +248,7 @@ async fn tunnel(
         total_ms = started.elapsed().as_millis() as u64,
         "tunnel closed"
     );
+    (up, down)
 }
 
 /// What an intercepted connection is for.
@@ -247,6 +259,7 @@ struct Intercepted {
     host: String,
     port: u16,
     principal: String,
+    pod: Option<String>,
     principal_expires: Option<SystemTime>,
 }
 
@@ -290,13 +303,16 @@ async fn intercept(
             let ctx = ctx.clone();
             async move {
                 let started = Instant::now();
-                let mut log = AccessLog {
-                    method: req.method().to_string(),
-                    path: format!("{}:{}{}", ctx.host, ctx.port, req.uri().path()),
-                    connector: ctx.connector.to_string(),
-                    principal: ctx.principal.clone(),
-                    ..AccessLog::default()
-                };
+                let mut log = AccessLog::start(
+                    &proxy.ops,
+                    req.method().to_string(),
+                    format!("{}:{}{}", ctx.host, ctx.port, req.uri().path()),
+                );
+                log.connector = ctx.connector.to_string();
+                log.known = true;
+                log.principal = ctx.principal.clone();
+                log.pod = ctx.pod.clone();
+                log.forward = true;
                 let response = inner_request(&proxy, &ctx, req, &mut log).await.unwrap_or_else(|e| {
                 if e.status().is_server_error() {
                     tracing::warn!(connector = %log.connector, error = %e, "request failed");
@@ -371,6 +387,7 @@ async fn inner_request(
             Some(oci) => {
                 log.repository = oci.repository.to_owned();
                 log.operation = oci.endpoint.name();
+                log.reference = crate::reverse::reference_of(&oci.endpoint, query.as_deref());
                 scopes_for(&parts.method, &oci, query.as_deref())
             }
             None => Vec::new(),
@@ -470,12 +487,14 @@ pub(crate) async fn absolute(
     if let Some((connector, endpoint)) = select(&caller.connectors, Some(Scheme::Http), &host, port)
     {
         log.connector = connector.reference.to_string();
+        log.known = true;
         let ctx = Intercepted {
             connector: connector.reference.clone(),
             endpoint,
             host,
             port,
             principal: caller.principal.subject.clone(),
+            pod: log.pod.clone(),
             principal_expires: caller.principal.expires_at,
         };
         let mut req = req;

@@ -6,12 +6,15 @@
 //! in its own module with its own tests.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod audit;
 pub mod body;
 pub mod ca;
 pub mod error;
 mod forward;
 pub mod headers;
 pub mod idle;
+pub mod metrics;
 mod reverse;
 pub mod rewrite;
 pub mod route;
@@ -118,6 +121,13 @@ pub struct ForwardOptions {
     pub policy: ForwardPolicy,
 }
 
+/// What the proxy reports to its operator: metrics (shared by all workers) and the optional audit log.
+#[derive(Clone, Default)]
+pub struct Ops {
+    pub metrics: Arc<metrics::Metrics>,
+    pub audit: Option<Arc<audit::AuditLog>>,
+}
+
 /// The proxy and everything it needs; cheap to share.
 pub struct Proxy {
     catalog: Arc<dyn Catalog>,
@@ -125,6 +135,7 @@ pub struct Proxy {
     authz: Arc<dyn Authorizer>,
     upstream: UpstreamAccess,
     forward: ForwardOptions,
+    ops: Ops,
 }
 
 impl Proxy {
@@ -145,13 +156,31 @@ impl Proxy {
         upstream: UpstreamAccess,
         forward: ForwardOptions,
     ) -> Arc<Self> {
+        Self::with_ops(catalog, authn, authz, upstream, forward, Ops::default())
+    }
+
+    /// A proxy that reports to `ops` (metrics, audit log).
+    pub fn with_ops(
+        catalog: Arc<dyn Catalog>,
+        authn: Arc<dyn Authenticator>,
+        authz: Arc<dyn Authorizer>,
+        upstream: UpstreamAccess,
+        forward: ForwardOptions,
+        ops: Ops,
+    ) -> Arc<Self> {
         Arc::new(Self {
             catalog,
             authn,
             authz,
             upstream,
             forward,
+            ops,
         })
+    }
+
+    /// Its metrics and audit log.
+    pub fn ops(&self) -> &Ops {
+        &self.ops
     }
 
     /// Accepts connections until `shutdown` completes, then waits for the connections in flight.
@@ -192,7 +221,7 @@ impl Proxy {
             let _ = stream.set_nodelay(true);
             let proxy = self.clone();
             let mut stop = stop_rx.clone();
-            let guard = active.enter();
+            let guard = (active.enter(), self.ops.metrics.connection());
             tokio::spawn(async move {
                 let _guard = guard;
                 let service = service_fn(move |req| {
@@ -241,11 +270,11 @@ impl Proxy {
     /// Phase 1 (classify) and dispatch. Never fails: errors become responses here.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
         let started = Instant::now();
-        let mut log = AccessLog {
-            method: req.method().to_string(),
-            path: req.uri().path().to_owned(),
-            ..AccessLog::default()
-        };
+        let mut log = AccessLog::start(
+            &self.ops,
+            req.method().to_string(),
+            req.uri().path().to_owned(),
+        );
         let result = self.dispatch(req, &mut log).await;
         let response = result.unwrap_or_else(|e| {
             if e.status().is_server_error() {

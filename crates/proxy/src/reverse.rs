@@ -3,6 +3,7 @@
 //! everything that points upstream rewritten into the proxy's namespace.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -29,20 +30,43 @@ const MAX_REPLAYABLE_BODY: u64 = 1 << 20;
 pub(crate) async fn authenticate(
     proxy: &Proxy,
     headers: &HeaderMap,
+    log: &mut AccessLog,
 ) -> Result<Principal, ProxyError> {
     let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        log.auth_failure = Some("missing");
         ProxyError::Unauthenticated(
             "no proxy token: log in to the proxy with any user name and a proxy token as the password \
              (for example `connectors token issue --connectors <ns>/<name>`)"
                 .to_owned(),
         )
     })?;
-    let token = token_from_authorization(value.as_bytes()).map_err(ProxyError::from_auth)?;
+    let token = token_from_authorization(value.as_bytes()).map_err(|e| {
+        log.auth_failure = Some(auth_reason(&e));
+        ProxyError::from_auth(e)
+    })?;
+    let principal = proxy.authn.authenticate(&token).await.map_err(|e| {
+        log.auth_failure = Some(auth_reason(&e));
+        ProxyError::from_auth(e)
+    })?;
+    log.set_principal(&principal);
+    Ok(principal)
+}
+
+/// Phase 4: the principal may use `connector`.
+pub(crate) async fn authorize(
+    proxy: &Proxy,
+    principal: &Principal,
+    connector: &connectors_model::ConnectorRef,
+    log: &mut AccessLog,
+) -> Result<(), ProxyError> {
     proxy
-        .authn
-        .authenticate(&token)
+        .authz
+        .authorize(principal, connector)
         .await
-        .map_err(ProxyError::from_auth)
+        .map_err(|e| {
+            log.auth_failure = Some(auth_reason(&e));
+            ProxyError::from_auth(e)
+        })
 }
 
 /// Phases 3–7 for a registry request.
@@ -53,19 +77,15 @@ pub(crate) async fn handle(
     rest: String,
     log: &mut AccessLog,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let principal = authenticate(proxy, req.headers()).await?;
-    log.principal = principal.subject.clone();
+    let principal = authenticate(proxy, req.headers(), log).await?;
     let connector_ref = mount.connector().clone();
     log.connector = connector_ref.to_string();
-    proxy
-        .authz
-        .authorize(&principal, &connector_ref)
-        .await
-        .map_err(ProxyError::from_auth)?;
+    authorize(proxy, &principal, &connector_ref, log).await?;
     let connector = proxy
         .catalog
         .connector(&connector_ref)
         .ok_or_else(|| ProxyError::UnknownConnector(connector_ref.to_string()))?;
+    log.known = true;
     let credentials =
         connector
             .credentials
@@ -83,6 +103,7 @@ pub(crate) async fn handle(
     })?;
     log.repository = oci.repository.to_owned();
     log.operation = oci.endpoint.name();
+    log.reference = reference_of(&oci.endpoint, req.uri().query());
 
     let (parts, body) = req.into_parts();
     let mut query = parts.uri.query().map(str::to_owned);
@@ -122,7 +143,7 @@ pub(crate) async fn send_upstream(
     scopes: &[connectors_registry::Scope],
     log: &mut AccessLog,
 ) -> Result<Response<Incoming>, ProxyError> {
-    let body = request_body(&parts.headers, body).await?;
+    let body = request_body(&parts.headers, body, log).await?;
     let headers = upstream_request_headers(parts.headers);
     let target = crate::upstream_target(connector, credentials);
     let upstream_started = Instant::now();
@@ -139,7 +160,11 @@ pub(crate) async fn send_upstream(
             scopes,
         )
         .await?;
-    log.upstream_ms = upstream_started.elapsed().as_millis() as u64;
+    let elapsed = upstream_started.elapsed();
+    log.upstream_ms = elapsed.as_millis() as u64;
+    if let Some(ops) = &log.ops {
+        ops.metrics.upstream_latency(elapsed);
+    }
     Ok(response)
 }
 
@@ -165,6 +190,7 @@ fn upstream_uri(
 pub(crate) async fn request_body(
     headers: &HeaderMap,
     body: Incoming,
+    log: &mut AccessLog,
 ) -> Result<RequestBody, ProxyError> {
     if body.is_end_stream() {
         return Ok(RequestBody::Empty);
@@ -181,15 +207,26 @@ pub(crate) async fn request_body(
                 .await
                 .map_err(|e| ProxyError::RequestBody(e.to_string()))?
                 .to_bytes();
+            log.bytes_in = bytes.len() as u64;
             Ok(RequestBody::Full(bytes))
         }
-        _ => Ok(RequestBody::Streaming(
-            body.map_err(|e| {
-                Box::new(connectors_registry::error::ClientBodyError(Box::new(e)))
-                    as connectors_registry::BoxError
-            })
-            .boxed_unsync(),
-        )),
+        _ => {
+            let counter = Arc::new(AtomicU64::new(0));
+            log.bytes_in_stream = Some(counter.clone());
+            Ok(RequestBody::Streaming(
+                body.map_frame(move |frame| {
+                    if let Some(data) = frame.data_ref() {
+                        counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    }
+                    frame
+                })
+                .map_err(|e| {
+                    Box::new(connectors_registry::error::ClientBodyError(Box::new(e)))
+                        as connectors_registry::BoxError
+                })
+                .boxed_unsync(),
+            ))
+        }
     }
 }
 
@@ -248,18 +285,15 @@ pub(crate) async fn ping(
     mount: Option<Mount>,
     log: &mut AccessLog,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let principal = authenticate(proxy, headers).await?;
-    log.principal = principal.subject.clone();
+    log.operation = "ping";
+    let principal = authenticate(proxy, headers, log).await?;
     if let Some(mount) = mount {
         log.connector = mount.connector().to_string();
-        proxy
-            .authz
-            .authorize(&principal, mount.connector())
-            .await
-            .map_err(ProxyError::from_auth)?;
+        authorize(proxy, &principal, mount.connector(), log).await?;
         if proxy.catalog.connector(mount.connector()).is_none() {
             return Err(ProxyError::UnknownConnector(mount.connector().to_string()));
         }
+        log.known = true;
     }
     let mut response = Response::new(full(Bytes::from_static(b"{}")));
     response.headers_mut().insert(
@@ -273,20 +307,55 @@ pub(crate) async fn ping(
     Ok(response)
 }
 
-/// Phase 8: one line per request, written when the response body ends (or the client goes away).
-/// Never a credential or a token.
-#[derive(Debug, Default, Clone)]
+/// Phase 8: one line per request, written when the response body ends (or the client goes away), and
+/// the request's metrics and audit record. Never a credential or a token.
+#[derive(Default)]
 pub(crate) struct AccessLog {
     pub method: String,
     pub path: String,
     pub principal: String,
+    /// The pod the principal stands for, when the authenticator says.
+    pub pod: Option<String>,
     pub connector: String,
+    /// The catalog knows `connector` (only then is it a metrics label).
+    pub known: bool,
     pub repository: String,
+    /// The tag or digest the request names.
+    pub reference: String,
     pub operation: &'static str,
+    /// Forward mode (CONNECT, intercepted, absolute-form) rather than reverse.
+    pub forward: bool,
     pub upstream_ms: u64,
+    /// Request body bytes: counted here when held, in `bytes_in_stream` when streamed.
+    pub bytes_in: u64,
+    pub bytes_in_stream: Option<Arc<AtomicU64>>,
+    /// Why the caller was refused, when it was (a [`crate::metrics::AUTH_REASONS`] entry).
+    pub auth_failure: Option<&'static str>,
+    pub ops: Option<crate::Ops>,
+    pub _in_flight: Option<crate::metrics::GaugeGuard>,
 }
 
 impl AccessLog {
+    /// A log for a request, counted as in flight until it is written.
+    pub(crate) fn start(ops: &crate::Ops, method: String, path: String) -> Self {
+        AccessLog {
+            method,
+            path,
+            _in_flight: Some(ops.metrics.request()),
+            ops: Some(ops.clone()),
+            ..AccessLog::default()
+        }
+    }
+
+    pub(crate) fn set_principal(&mut self, principal: &Principal) {
+        self.principal = principal.subject.clone();
+        self.pod = principal
+            .extra
+            .get("authentication.kubernetes.io/pod-name")
+            .and_then(|v| v.first())
+            .cloned();
+    }
+
     pub(crate) fn finish(
         self,
         response: Response<ProxyBody>,
@@ -305,20 +374,92 @@ impl AccessLog {
     }
 
     fn write(&self, status: StatusCode, bytes: u64, complete: bool, started: Instant) {
+        let bytes_in = self.bytes_in
+            + self
+                .bytes_in_stream
+                .as_ref()
+                .map_or(0, |n| n.load(Ordering::Relaxed));
+        let total_ms = started.elapsed().as_millis() as u64;
+        let mode = if self.forward { "forward" } else { "reverse" };
+        let operation = crate::metrics::operation(&self.method, self.operation);
         tracing::info!(
             target: "connectors::access",
+            mode,
             method = %self.method,
             path = %self.path,
             status = status.as_u16(),
             connector = %self.connector,
             repository = %self.repository,
-            operation = self.operation,
+            reference = %self.reference,
+            operation,
             principal = %self.principal,
+            bytes_in,
             bytes,
             complete,
             upstream_ms = self.upstream_ms,
-            total_ms = started.elapsed().as_millis() as u64,
+            total_ms,
             "request"
         );
+        let Some(ops) = &self.ops else { return };
+        let connector = if self.known {
+            self.connector.as_str()
+        } else {
+            ""
+        };
+        ops.metrics
+            .request_done(connector, mode, operation, status.as_u16(), bytes_in, bytes);
+        if let Some(reason) = self.auth_failure {
+            ops.metrics.auth_failure(reason);
+        }
+        if let Some(audit) = &ops.audit
+            && (!self.repository.is_empty() || matches!(operation, "ping" | "intercept"))
+        {
+            audit.write(&crate::audit::AuditRecord {
+                time: crate::audit::timestamp(std::time::SystemTime::now()),
+                mode,
+                principal: &self.principal,
+                pod: self.pod.as_deref(),
+                connector: &self.connector,
+                repository: &self.repository,
+                reference: &self.reference,
+                operation,
+                method: &self.method,
+                status: status.as_u16(),
+                bytes_in,
+                bytes_out: bytes,
+                complete,
+                duration_ms: total_ms,
+            });
+        }
+    }
+}
+
+/// The tag or digest a distribution request names (for an upload: the digest it finishes with).
+pub(crate) fn reference_of(endpoint: &OciEndpoint<'_>, query: Option<&str>) -> String {
+    match endpoint {
+        OciEndpoint::Manifest { reference } => (*reference).to_owned(),
+        OciEndpoint::Blob { digest } | OciEndpoint::Referrers { digest } => (*digest).to_owned(),
+        OciEndpoint::Upload { .. } => query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|pair| pair.strip_prefix("digest="))
+            .map(|d| d.replace("%3A", ":").replace("%3a", ":"))
+            .unwrap_or_default(),
+        OciEndpoint::TagsList => String::new(),
+    }
+}
+
+/// The `reason` label for a refused caller.
+pub(crate) fn auth_reason(err: &connectors_identity::AuthError) -> &'static str {
+    use connectors_identity::AuthError as E;
+    match err {
+        E::Missing => "missing",
+        E::Malformed(_) => "malformed",
+        E::Expired { .. } => "expired",
+        E::BadSignature => "bad_signature",
+        E::NotAllowed { .. } => "not_allowed",
+        E::Unavailable(_) => "unavailable",
+        #[allow(unreachable_patterns)]
+        _ => "malformed",
     }
 }

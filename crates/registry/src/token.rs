@@ -101,13 +101,26 @@ impl TokenCache {
         F: Future<Output = Result<Token, UpstreamError>>,
     {
         match self.cache.get(&key).await {
-            Some(t) if t.use_until > Instant::now() => return Ok(t),
+            Some(t) if t.use_until > Instant::now() => {
+                CACHE_HITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Ok(t);
+            }
             // Past its use-by time but not yet evicted: drop it, or `try_get_with` would return it.
             Some(_) => self.cache.invalidate(&key).await,
             None => {}
         }
+        CACHE_MISSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.cache.try_get_with(key, fetch).await
     }
+}
+
+static CACHE_HITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static CACHE_MISSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Token-cache lookups in this process so far: `(hits, misses)` (for the proxy's metrics).
+pub fn cache_stats() -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (CACHE_HITS.load(Relaxed), CACHE_MISSES.load(Relaxed))
 }
 
 #[derive(serde::Deserialize)]

@@ -487,6 +487,9 @@ impl ConnectorSpec {
 /// The proxy, serving on `127.0.0.1:<port>` until dropped.
 pub struct ProxyUnderTest {
     pub addr: SocketAddr,
+    /// Its metrics and audit log (written into `audit`).
+    pub ops: connectors_proxy::Ops,
+    audit: Arc<Mutex<Vec<u8>>>,
     token: String,
     _state: tempfile::TempDir,
     _shutdown: oneshot::Sender<()>,
@@ -515,7 +518,21 @@ impl ProxyUnderTest {
             .expect("issue proxy token")
             .expose()
             .to_owned();
-        let proxy = Proxy::new(Arc::new(catalog), tokens.clone(), tokens, upstream);
+        let audit = Arc::new(Mutex::new(Vec::new()));
+        let ops = connectors_proxy::Ops {
+            metrics: Default::default(),
+            audit: Some(Arc::new(connectors_proxy::audit::AuditLog::to_writer(
+                SharedBuf(audit.clone()),
+            ))),
+        };
+        let proxy = Proxy::with_ops(
+            Arc::new(catalog),
+            tokens.clone(),
+            tokens,
+            upstream,
+            Default::default(),
+            ops.clone(),
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let (tx, rx) = oneshot::channel::<()>();
@@ -524,9 +541,46 @@ impl ProxyUnderTest {
         }));
         ProxyUnderTest {
             addr,
+            ops,
+            audit,
             token,
             _state: state,
             _shutdown: tx,
+        }
+    }
+
+    /// The audit log so far, as text.
+    pub fn audit_text(&self) -> String {
+        String::from_utf8_lossy(&self.audit.lock().expect("audit")).into_owned()
+    }
+
+    /// The audit records so far; each line must be one JSON object.
+    pub fn audit_records(&self) -> Vec<serde_json::Value> {
+        self.audit_text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line {l:?}: {e}")))
+            .collect()
+    }
+
+    /// `/metrics` as the admin listener would serve it.
+    pub fn metrics_text(&self) -> String {
+        self.ops.metrics.render()
+    }
+
+    /// Waits until no client connection, request or tunnel is open any more, and panics with the
+    /// counts if that does not happen within a minute (a leak, not a slow machine).
+    pub async fn assert_settled(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let open = self.ops.metrics.open();
+            if open == (0, 0, 0) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still open (connections, requests, tunnels): {open:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -598,4 +652,29 @@ pub fn oci_error(r: &http::Response) -> (String, String) {
         e["code"].as_str().unwrap_or_default().to_owned(),
         e["message"].as_str().unwrap_or_default().to_owned(),
     )
+}
+
+/// A writer into a shared buffer (the audit log of a [`ProxyUnderTest`]).
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("audit").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Panics if the audit log shows the connector's password (plain or Basic) or the proxy token.
+#[track_caller]
+pub fn assert_audit_clean(proxy: &ProxyUnderTest) {
+    let text = proxy.audit_text();
+    let basic = connector_basic();
+    let b64 = basic.trim_start_matches("Basic ");
+    assert!(
+        !text.contains(PASSWORD) && !text.contains(b64) && !text.contains(proxy.token()),
+        "a secret reached the audit log:\n{text}"
+    );
 }

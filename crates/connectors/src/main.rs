@@ -16,6 +16,8 @@ use connectors_proxy::ca::ProxyCa;
 use connectors_proxy::{ForwardOptions, ForwardPolicy, Proxy};
 use connectors_registry::{ResolveOverrides, UpstreamAccess, base_url};
 
+mod limits;
+
 #[derive(Parser)]
 #[command(
     name = "connectors",
@@ -127,6 +129,8 @@ struct UpArgs {
     /// How often to look for catalog changes.
     #[arg(long, env = "CONNECTORS_CATALOG_POLL", default_value = "1s", value_parser = humantime::parse_duration)]
     catalog_poll: Duration,
+    #[command(flatten)]
+    limits: limits::LimitArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -378,15 +382,17 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
     let listener = listener.into_std().context("preparing the listener")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let grace = args.shutdown_grace;
+    let limits = args.limits.limits();
     let mut workers = Vec::with_capacity(threads);
     for i in 0..threads {
         let listener = listener.try_clone().context("sharing the listener")?;
-        let proxy = Proxy::with_forward(
+        let proxy = Proxy::with_limits(
             catalog.clone(),
             tokens.clone(),
             tokens.clone(),
             UpstreamAccess::new(overrides.clone()),
             forward.clone(),
+            limits.clone(),
         );
         let mut stop = stop_rx.clone();
         let worker = std::thread::Builder::new()

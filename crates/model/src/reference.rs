@@ -76,9 +76,23 @@ fn check_name(what: &'static str, value: &str) -> Result<(), ParseConnectorRefEr
     } else {
         Err(ParseConnectorRefError::InvalidName {
             what,
-            value: value.to_owned(),
+            value: quotable(value),
             rule,
         })
+    }
+}
+
+/// The bad value as an error may quote it: not at all when it is long or looks like a token (proxy tokens
+/// contain `ct1.`, Kubernetes tokens `eyJ`), because a token pasted where a name goes would otherwise end
+/// up in a response or a log.
+fn quotable(value: &str) -> String {
+    if value.len() > 64 || value.contains("ct1.") || value.contains("eyJ") {
+        format!(
+            "({} characters, not quoted: long or like a token)",
+            value.len()
+        )
+    } else {
+        value.to_owned()
     }
 }
 
@@ -143,6 +157,15 @@ mod tests {
         assert!(ConnectorRef::new("team-a", name.as_str()).is_ok());
         let err = ConnectorRef::new("team-a", format!("{name}x").as_str()).unwrap_err();
         assert!(err.to_string().contains("DNS-1123 subdomain"), "{err}");
+    }
+
+    #[test]
+    fn a_token_in_place_of_a_name_is_not_quoted() {
+        let token = "ct1.eyJzdWIiOiJ4In0.c2ln";
+        let err = ConnectorRef::new(token, "prod").unwrap_err().to_string();
+        assert!(!err.contains(token) && err.contains("not quoted"), "{err}");
+        let err = ConnectorRef::new("Team", "prod").unwrap_err().to_string();
+        assert!(err.contains("\"Team\""), "{err}");
     }
 
     #[test]

@@ -498,6 +498,20 @@ impl ProxyUnderTest {
     }
 
     pub async fn start_with(connectors: &[ConnectorSpec], upstream: UpstreamAccess) -> Self {
+        Self::start_limited(
+            connectors,
+            upstream,
+            connectors_proxy::limits::Limits::default(),
+        )
+        .await
+    }
+
+    /// The proxy with request `limits`.
+    pub async fn start_limited(
+        connectors: &[ConnectorSpec],
+        upstream: UpstreamAccess,
+        limits: connectors_proxy::limits::Limits,
+    ) -> Self {
         let yaml: String = connectors.iter().map(ConnectorSpec::yaml).collect();
         let catalog = StaticCatalog::from_yaml(&yaml).expect("catalog from test manifests");
         let state = tempfile::tempdir().expect("tempdir");
@@ -515,7 +529,14 @@ impl ProxyUnderTest {
             .expect("issue proxy token")
             .expose()
             .to_owned();
-        let proxy = Proxy::new(Arc::new(catalog), tokens.clone(), tokens, upstream);
+        let proxy = Proxy::with_limits(
+            Arc::new(catalog),
+            tokens.clone(),
+            tokens,
+            upstream,
+            connectors_proxy::ForwardOptions::default(),
+            limits,
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let (tx, rx) = oneshot::channel::<()>();

@@ -425,8 +425,8 @@ mod tests {
                 CANARY,
             ),
             (
-                format!("  basic   {}  ", STANDARD_NO_PAD.encode("x.y/z-1:tok")).into_bytes(),
-                refs(&["x.y/z-1"]),
+                format!("  basic   {}  ", STANDARD_NO_PAD.encode("x-y/z-1:tok")).into_bytes(),
+                refs(&["x-y/z-1"]),
                 "tok",
             ),
         ];

@@ -483,7 +483,7 @@ async fn namespaces_and_connector_names_must_be_kubernetes_names() {
     let long = "a".repeat(64);
     let cases = [
         (
-            format!("/v2/namespaces/team.a/connectors/reg/app/manifests/v1"),
+            "/v2/namespaces/team.a/connectors/reg/app/manifests/v1".to_owned(),
             "DNS-1123 label",
         ),
         (

@@ -4,6 +4,7 @@
 //! Every refusal is an answer with a status and a message that names the limit and the `connectors up`
 //! flag that raises it; the connection (or, for hyper's own hard limits, the server) goes on serving.
 
+use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -424,8 +425,6 @@ where
         self.inner.size_hint()
     }
 }
-
-use std::future::Future as _;
 
 #[cfg(test)]
 mod tests {

@@ -20,6 +20,7 @@ use connectors_proxy::ca::ProxyCa;
 use connectors_proxy::{ForwardOptions, ForwardPolicy, Proxy};
 use connectors_registry::{ResolveOverrides, UpstreamAccess, base_url};
 
+mod limits;
 mod ops;
 
 #[derive(Parser)]
@@ -141,6 +142,8 @@ struct UpArgs {
     catalog_poll: Duration,
     #[command(flatten)]
     ops: ops::OpsArgs,
+    #[command(flatten)]
+    limits: limits::LimitArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -395,15 +398,17 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
     let listener = listener.into_std().context("preparing the listener")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let grace = args.shutdown_grace;
+    let limits = args.limits.limits();
     let mut workers = Vec::with_capacity(threads);
     for i in 0..threads {
         let listener = listener.try_clone().context("sharing the listener")?;
-        let proxy = Proxy::with_ops(
+        let proxy = Proxy::with_options(
             catalog.clone(),
             tokens.clone(),
             tokens.clone(),
             UpstreamAccess::new(overrides.clone()),
             forward.clone(),
+            limits.clone(),
             running.ops.clone(),
         );
         let mut stop = stop_rx.clone();

@@ -76,7 +76,16 @@ pub fn token_from_authorization(value: &[u8]) -> Result<SecretString, AuthError>
 /// (`http://<ns>%2F<name>,…:<token>@host`) do not always decode it, and Kubernetes names contain neither `%`, `,`
 /// nor `/`, so decoding cannot change a valid list.
 pub fn parse_proxy_authorization(value: &[u8]) -> Result<ProxyCredentials, AuthError> {
-    let (scheme, rest) = split_scheme(value)?;
+    parse_proxy_authorization_within(value, MAX_CREDENTIALS_LEN)
+}
+
+/// [`parse_proxy_authorization`] with another length limit than [`MAX_CREDENTIALS_LEN`] (the proxy's
+/// `--max-proxy-authorization-bytes`).
+pub fn parse_proxy_authorization_within(
+    value: &[u8],
+    max_len: usize,
+) -> Result<ProxyCredentials, AuthError> {
+    let (scheme, rest) = split_scheme_within(value, max_len)?;
     if scheme.eq_ignore_ascii_case(b"bearer") {
         return Err(AuthError::Malformed(
             "forward-proxy credentials must be Basic, because the user name names the connectors: \
@@ -95,9 +104,13 @@ pub fn parse_proxy_authorization(value: &[u8]) -> Result<ProxyCredentials, AuthE
 
 /// Splits `<scheme> <rest>`; `rest` is empty when the value is a single word.
 fn split_scheme(value: &[u8]) -> Result<(&[u8], &[u8]), AuthError> {
-    if value.len() > MAX_CREDENTIALS_LEN {
+    split_scheme_within(value, MAX_CREDENTIALS_LEN)
+}
+
+fn split_scheme_within(value: &[u8], max_len: usize) -> Result<(&[u8], &[u8]), AuthError> {
+    if value.len() > max_len {
         return Err(AuthError::Malformed(format!(
-            "credentials are {} bytes, more than the {MAX_CREDENTIALS_LEN} accepted",
+            "credentials are {} bytes, more than the {max_len} accepted",
             value.len()
         )));
     }
@@ -412,8 +425,8 @@ mod tests {
                 CANARY,
             ),
             (
-                format!("  basic   {}  ", STANDARD_NO_PAD.encode("x.y/z-1:tok")).into_bytes(),
-                refs(&["x.y/z-1"]),
+                format!("  basic   {}  ", STANDARD_NO_PAD.encode("x-y/z-1:tok")).into_bytes(),
+                refs(&["x-y/z-1"]),
                 "tok",
             ),
         ];

@@ -20,7 +20,8 @@ use connectors_model::{ConnectorRef, SecretString};
 
 pub use error::{AuthError, AuthErrorKind, IdentityError};
 pub use header::{
-    MAX_CREDENTIALS_LEN, ProxyCredentials, parse_proxy_authorization, token_from_authorization,
+    MAX_CREDENTIALS_LEN, ProxyCredentials, parse_proxy_authorization,
+    parse_proxy_authorization_within, token_from_authorization,
 };
 pub use local::{KEY_FILE_NAME, LocalTokens, MAX_TOKEN_TTL};
 pub use principal::{Allowed, Principal};

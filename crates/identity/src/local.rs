@@ -643,7 +643,7 @@ mod tests {
         let one = Allowed::Only(vec![r("a/b")]);
         let many = Allowed::Only(
             (0..100)
-                .map(|i| r(&format!("namespace-{i:03}-{0}/name-{0}", "x".repeat(60))))
+                .map(|i| r(&format!("namespace-{i:03}/name-{0}.{0}", "x".repeat(55))))
                 .collect(),
         );
         let none = Allowed::Only(vec![]);

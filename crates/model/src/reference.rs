@@ -15,10 +15,12 @@ pub struct ConnectorRef {
 pub enum ParseConnectorRefError {
     #[error("connector reference {0:?} is not of the form <namespace>/<name>")]
     Shape(String),
-    #[error(
-        "{what} {value:?} in connector reference is not a valid Kubernetes name (lower-case letters, digits, '-' and '.', at most 253 characters, starting and ending with a letter or digit)"
-    )]
-    InvalidName { what: &'static str, value: String },
+    #[error("{what} {value:?} in connector reference is not a valid Kubernetes name: {rule}")]
+    InvalidName {
+        what: &'static str,
+        value: String,
+        rule: &'static str,
+    },
 }
 
 impl ConnectorRef {
@@ -52,24 +54,58 @@ impl ConnectorRef {
     }
 }
 
-/// A DNS-1123 subdomain: what Kubernetes accepts for namespaces and resource names.
+/// What Kubernetes accepts (API-NOTES §8.33): a namespace is a DNS-1123 label, a connector name a DNS-1123
+/// subdomain (the host form `c-<name>.<ns>` further needs a name without dots; that form just does not
+/// match such names).
 fn check_name(what: &'static str, value: &str) -> Result<(), ParseConnectorRefError> {
-    let bytes = value.as_bytes();
-    let ok = !bytes.is_empty()
-        && bytes.len() <= 253
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'.')
-        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
-        && bytes.last().is_some_and(u8::is_ascii_alphanumeric);
+    let (ok, rule) = if what == "namespace" {
+        (
+            is_dns1123_label(value),
+            "a namespace is a DNS-1123 label: lower-case letters, digits and '-', at most 63 characters, \
+             starting and ending with a letter or digit",
+        )
+    } else {
+        (
+            value.len() <= 253 && value.split('.').all(is_dns1123_label),
+            "a connector name is a DNS-1123 subdomain: dot-separated labels of lower-case letters, digits \
+             and '-', each starting and ending with a letter or digit, at most 253 characters in all",
+        )
+    };
     if ok {
         Ok(())
     } else {
         Err(ParseConnectorRefError::InvalidName {
             what,
-            value: value.to_owned(),
+            value: quotable(value),
+            rule,
         })
     }
+}
+
+/// The bad value as an error may quote it: not at all when it is long or looks like a token (proxy tokens
+/// contain `ct1.`, Kubernetes tokens `eyJ`), because a token pasted where a name goes would otherwise end
+/// up in a response or a log.
+fn quotable(value: &str) -> String {
+    if value.len() > 64 || value.contains("ct1.") || value.contains("eyJ") {
+        format!(
+            "({} characters, not quoted: long or like a token)",
+            value.len()
+        )
+    } else {
+        value.to_owned()
+    }
+}
+
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
+fn is_dns1123_label(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
 }
 
 impl FromStr for ConnectorRef {
@@ -109,6 +145,30 @@ mod tests {
     }
 
     #[test]
+    fn namespaces_are_labels_and_names_are_subdomains() {
+        let long_label = "a".repeat(63);
+        assert!(ConnectorRef::new(long_label.as_str(), "prod").is_ok());
+        let too_long = "a".repeat(64);
+        let err = ConnectorRef::new(too_long.as_str(), "prod").unwrap_err();
+        assert!(err.to_string().contains("DNS-1123 label"), "{err}");
+        assert!(ConnectorRef::new("team-a", "prod.eu-1").is_ok());
+        let name = format!("{long_label}.{long_label}.{long_label}.{}", "b".repeat(61));
+        assert_eq!(name.len(), 253);
+        assert!(ConnectorRef::new("team-a", name.as_str()).is_ok());
+        let err = ConnectorRef::new("team-a", format!("{name}x").as_str()).unwrap_err();
+        assert!(err.to_string().contains("DNS-1123 subdomain"), "{err}");
+    }
+
+    #[test]
+    fn a_token_in_place_of_a_name_is_not_quoted() {
+        let token = "ct1.eyJzdWIiOiJ4In0.c2ln";
+        let err = ConnectorRef::new(token, "prod").unwrap_err().to_string();
+        assert!(!err.contains(token) && err.contains("not quoted"), "{err}");
+        let err = ConnectorRef::new("Team", "prod").unwrap_err().to_string();
+        assert!(err.contains("\"Team\""), "{err}");
+    }
+
+    #[test]
     fn rejects_bad_forms() {
         for input in [
             "",
@@ -120,6 +180,10 @@ mod tests {
             "a/-b",
             "a/b c",
             "../x",
+            "team.a/prod",
+            "team-a/prod..x",
+            "team-a/prod.-x",
+            "team-a/.prod",
         ] {
             assert!(
                 input.parse::<ConnectorRef>().is_err(),

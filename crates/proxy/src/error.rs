@@ -42,6 +42,21 @@ pub enum ProxyError {
     RequestBody(String),
     #[error("{0}")]
     NotImplemented(String),
+    /// The header block is too large or has too many fields: 431.
+    #[error("{0}")]
+    HeadersTooLarge(String),
+    /// The request target is too long: 414.
+    #[error("{0}")]
+    UriTooLong(String),
+    /// A header value the proxy does not accept (control characters): 400.
+    #[error("{0}")]
+    BadHeader(String),
+    /// More connectors in one forward-proxy user name than allowed: 400.
+    #[error("{0}")]
+    TooManyConnectors(String),
+    /// Too many client connections: 503 with `Retry-After`.
+    #[error("{0}")]
+    Overloaded(String),
 }
 
 impl ProxyError {
@@ -69,7 +84,13 @@ impl ProxyError {
             ProxyError::ProxyUnauthenticated(_) => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             ProxyError::Forbidden(_) | ProxyError::DestinationDenied(_) => StatusCode::FORBIDDEN,
             ProxyError::UnknownConnector(_) | ProxyError::NotFound => StatusCode::NOT_FOUND,
-            ProxyError::BadPath(_) | ProxyError::RequestBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadPath(_)
+            | ProxyError::RequestBody(_)
+            | ProxyError::BadHeader(_)
+            | ProxyError::TooManyConnectors(_) => StatusCode::BAD_REQUEST,
+            ProxyError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ProxyError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::ConnectorUnusable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ProxyError::Upstream(e) => match e.kind() {
@@ -89,6 +110,10 @@ impl ProxyError {
             ProxyError::UnknownConnector(_) | ProxyError::BadPath(_) => "NAME_UNKNOWN",
             ProxyError::NotFound => "NOT_FOUND",
             ProxyError::NotImplemented(_) => "UNSUPPORTED",
+            ProxyError::HeadersTooLarge(_)
+            | ProxyError::UriTooLong(_)
+            | ProxyError::BadHeader(_)
+            | ProxyError::TooManyConnectors(_) => "UNSUPPORTED",
             ProxyError::Upstream(e) if e.kind() == ErrorKind::Denied => "DENIED",
             ProxyError::RequestBody(_) => "BLOB_UPLOAD_INVALID",
             ProxyError::Upstream(e) if e.kind() == ErrorKind::Client => "BLOB_UPLOAD_INVALID",
@@ -113,6 +138,10 @@ impl ProxyError {
             "docker-distribution-api-version",
             HeaderValue::from_static("registry/2.0"),
         );
+        if status == StatusCode::SERVICE_UNAVAILABLE && matches!(self, ProxyError::Overloaded(_)) {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,

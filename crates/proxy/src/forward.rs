@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use connectors_catalog::ResolvedConnector;
-use connectors_identity::{Principal, parse_proxy_authorization};
+use connectors_identity::{Principal, parse_proxy_authorization_within};
 use connectors_model::{ConnectorRef, Endpoint, Scheme};
 use connectors_registry::{ResolveOverrides, parse_oci_path, scopes_for};
 use http::{HeaderValue, Method, Request, Response, Uri, header};
@@ -57,10 +57,18 @@ async fn identify(
             "no proxy credentials: set HTTPS_PROXY=http://<namespace>%2F<connector>:<token>@<proxy>".to_owned(),
         )
     })?;
-    let credentials = parse_proxy_authorization(value.as_bytes()).map_err(|e| {
+    proxy.limits.check_proxy_authorization(value.as_bytes())?;
+    let credentials = parse_proxy_authorization_within(
+        value.as_bytes(),
+        proxy.limits.max_proxy_authorization_bytes,
+    )
+    .map_err(|e| {
         log.auth_failure = Some(crate::reverse::auth_reason(&e));
         ProxyError::from_proxy_auth(e)
     })?;
+    proxy
+        .limits
+        .check_connector_count(credentials.connectors.len())?;
     let principal = proxy
         .authn
         .authenticate(&credentials.token)
@@ -297,6 +305,7 @@ async fn intercept(
         }
         Err(_) => return,
     };
+    let limits = proxy.limits.clone();
     let service =
         service_fn(move |req| {
             let proxy = proxy.clone();
@@ -324,6 +333,9 @@ async fn intercept(
         });
     let result = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
+        .max_headers(limits.hyper_max_headers())
+        .max_buf_size(limits.hyper_max_header_bytes().max(64 * 1024))
+        .max_header_size(limits.hyper_max_header_bytes())
         .header_read_timeout(INNER_HEADER_TIMEOUT)
         .serve_connection(TokioIo::new(tls), service)
         .await;
@@ -362,7 +374,9 @@ async fn inner_request(
                 connector: ctx.connector.to_string(),
                 reason: reason.clone(),
             })?;
+    proxy.limits.check_request(&req)?;
     let path = req.uri().path().to_owned();
+    crate::route::check_path(&path).map_err(ProxyError::BadPath)?;
     let query = req.uri().query().map(str::to_owned);
     let mut target = format!("{}{}", ctx.endpoint.origin(), path);
     if let Some(q) = &query {
@@ -409,6 +423,7 @@ async fn inner_request(
         log.operation = "extension";
         let target = crate::upstream_target(&connector, credentials);
         let client = proxy.upstream.client(&target).await?;
+        let body = crate::limits::IdleBody::new(body, proxy.limits.idle_timeout);
         send_plain(&client, parts, body, uri, &ctx.endpoint.authority()).await?
     };
     let (mut parts, body) = response.into_parts();
@@ -437,7 +452,7 @@ fn version_check() -> Response<ProxyBody> {
 async fn send_plain(
     client: &connectors_registry::client::UpstreamClient,
     parts: http::request::Parts,
-    body: Incoming,
+    body: crate::limits::IdleBody<Incoming>,
     uri: Uri,
     host: &str,
 ) -> Result<Response<Incoming>, ProxyError> {
@@ -446,8 +461,7 @@ async fn send_plain(
             .map_err(|never| match never {})
             .boxed_unsync()
     } else {
-        body.map_err(|e| Box::new(e) as connectors_registry::BoxError)
-            .boxed_unsync()
+        body.boxed_unsync()
     };
     let mut request = Request::builder()
         .method(parts.method)
@@ -517,6 +531,7 @@ pub(crate) async fn absolute(
     log.operation = "forward";
     let client = proxy.upstream.plain_client().await?;
     let (parts, body) = req.into_parts();
+    let body = crate::limits::IdleBody::new(body, proxy.limits.idle_timeout);
     let response = send_plain(&client, parts, body, uri, &format!("{host}:{port}")).await?;
     let (mut parts, body) = response.into_parts();
     crate::headers::strip_hop_by_hop(&mut parts.headers);

@@ -14,6 +14,7 @@ pub mod error;
 mod forward;
 pub mod headers;
 pub mod idle;
+pub mod limits;
 pub mod metrics;
 mod reverse;
 pub mod rewrite;
@@ -36,6 +37,7 @@ use tokio::net::TcpListener;
 
 use crate::body::{ProxyBody, full};
 use crate::error::ProxyError;
+use crate::limits::Limits;
 use crate::reverse::AccessLog;
 use crate::route::{Route, route};
 
@@ -85,9 +87,6 @@ impl Drop for ConnectionGuard {
     }
 }
 
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The upstream view of a resolved connector whose credentials could be read.
 pub fn upstream_target<'a>(
     connector: &'a connectors_catalog::ResolvedConnector,
@@ -136,6 +135,7 @@ pub struct Proxy {
     upstream: UpstreamAccess,
     forward: ForwardOptions,
     ops: Ops,
+    limits: Limits,
 }
 
 impl Proxy {
@@ -156,16 +156,28 @@ impl Proxy {
         upstream: UpstreamAccess,
         forward: ForwardOptions,
     ) -> Arc<Self> {
-        Self::with_ops(catalog, authn, authz, upstream, forward, Ops::default())
+        Self::with_options(
+            catalog,
+            authn,
+            authz,
+            upstream,
+            forward,
+            Limits::default(),
+            Ops::default(),
+        )
     }
 
-    /// A proxy that reports to `ops` (metrics, audit log).
-    pub fn with_ops(
+    /// A proxy with `forward` settings, request `limits` and reporting to `ops` (metrics, audit log).
+    /// Proxies built from clones of one `Limits` share its connection count (one per worker thread,
+    /// one limit in all).
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_options(
         catalog: Arc<dyn Catalog>,
         authn: Arc<dyn Authenticator>,
         authz: Arc<dyn Authorizer>,
         upstream: UpstreamAccess,
         forward: ForwardOptions,
+        limits: Limits,
         ops: Ops,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -174,6 +186,7 @@ impl Proxy {
             authz,
             upstream,
             forward,
+            limits,
             ops,
         })
     }
@@ -219,28 +232,57 @@ impl Proxy {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
+            let Some(slot) = self.limits.try_connection() else {
+                tracing::warn!(%peer, limit = self.limits.max_connections, "connection limit reached; answering 503");
+                tokio::spawn(refuse_overloaded(stream, self.limits.overloaded()));
+                continue;
+            };
             let proxy = self.clone();
             let mut stop = stop_rx.clone();
             let guard = (active.enter(), self.ops.metrics.connection());
             tokio::spawn(async move {
                 let _guard = guard;
+                let _slot = slot;
+                let activity = limits::Activity::new();
+                let idle = proxy.limits.idle_timeout;
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(proxy.limits.header_read_timeout)
+                    .max_headers(proxy.limits.hyper_max_headers())
+                    .max_buf_size(proxy.limits.hyper_max_header_bytes().max(64 * 1024))
+                    .max_header_size(proxy.limits.hyper_max_header_bytes())
+                    .keep_alive(true);
+                let handling = activity.clone();
                 let service = service_fn(move |req| {
                     let proxy = proxy.clone();
-                    async move { Ok::<_, Infallible>(proxy.handle(req).await) }
+                    let guard = handling.handling();
+                    async move {
+                        let response = proxy.handle(req).await;
+                        drop(guard);
+                        Ok::<_, Infallible>(response)
+                    }
                 });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), service)
+                let conn = builder
+                    .serve_connection(
+                        TokioIo::new(limits::Watched::new(stream, activity.clone())),
+                        service,
+                    )
                     .with_upgrades();
                 tokio::pin!(conn);
                 let result = tokio::select! {
                     result = conn.as_mut() => result,
+                    () = activity.stalled(idle) => {
+                        tracing::info!(%peer, idle_s = idle.as_secs(), "closing a connection that moved no byte for the idle timeout");
+                        return;
+                    }
                     () = async { let _ = stop.wait_for(|stopping| *stopping).await; } => {
                         // Finish the response in progress, then close instead of keeping alive.
                         conn.as_mut().graceful_shutdown();
-                        conn.await
+                        tokio::select! {
+                            result = conn.as_mut() => result,
+                            () = activity.stalled(idle) => return,
+                        }
                     }
                 };
                 if let Err(e) = result {
@@ -267,6 +309,11 @@ impl Proxy {
         Ok(())
     }
 
+    /// The limits this proxy enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// Phase 1 (classify) and dispatch. Never fails: errors become responses here.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
         let started = Instant::now();
@@ -290,6 +337,7 @@ impl Proxy {
         req: Request<Incoming>,
         log: &mut AccessLog,
     ) -> Result<Response<ProxyBody>, ProxyError> {
+        self.limits.check_request(&req)?;
         if req.method() == Method::CONNECT {
             return forward::connect(self, req, log).await;
         }
@@ -309,4 +357,20 @@ impl Proxy {
             Route::Registry { mount, rest } => reverse::handle(self, req, mount, rest, log).await,
         }
     }
+}
+
+/// Answers the one request of a connection over the limit with 503 and closes it. Such a connection is
+/// not counted, and gets a short header-read timeout so it cannot be held open.
+async fn refuse_overloaded(stream: tokio::net::TcpStream, error: ProxyError) {
+    let message = error.to_string();
+    let service = service_fn(move |_req| {
+        let response = ProxyError::Overloaded(message.clone()).into_response();
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(5))
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }

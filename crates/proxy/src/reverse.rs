@@ -143,7 +143,7 @@ pub(crate) async fn send_upstream(
     scopes: &[connectors_registry::Scope],
     log: &mut AccessLog,
 ) -> Result<Response<Incoming>, ProxyError> {
-    let body = request_body(&parts.headers, body, log).await?;
+    let body = request_body(&parts.headers, body, proxy.limits.idle_timeout, log).await?;
     let headers = upstream_request_headers(parts.headers);
     let target = crate::upstream_target(connector, credentials);
     let upstream_started = Instant::now();
@@ -186,15 +186,18 @@ fn upstream_uri(
         .map_err(|e| ProxyError::BadPath(format!("cannot build the upstream URL: {e}")))
 }
 
-/// A body that is known empty or small is held (and can be sent again); anything else streams.
+/// A body that is known empty or small is held (and can be sent again); anything else streams. Either
+/// way, a client that sends nothing for `idle` fails the request ([`crate::limits::IdleBody`]).
 pub(crate) async fn request_body(
     headers: &HeaderMap,
     body: Incoming,
+    idle: std::time::Duration,
     log: &mut AccessLog,
 ) -> Result<RequestBody, ProxyError> {
     if body.is_end_stream() {
         return Ok(RequestBody::Empty);
     }
+    let body = crate::limits::IdleBody::new(body, idle);
     let length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -221,7 +224,7 @@ pub(crate) async fn request_body(
                     frame
                 })
                 .map_err(|e| {
-                    Box::new(connectors_registry::error::ClientBodyError(Box::new(e)))
+                    Box::new(connectors_registry::error::ClientBodyError(e))
                         as connectors_registry::BoxError
                 })
                 .boxed_unsync(),

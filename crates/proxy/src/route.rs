@@ -67,6 +67,9 @@ pub fn route(path: &str, host: Option<&str>) -> Route {
     else {
         return Route::NotFound;
     };
+    if let Err(why) = check_path(path) {
+        return Route::BadConnectorPath(why);
+    }
     if let Some(after_ns) = after_v2.strip_prefix("namespaces/") {
         let mut parts = after_ns.splitn(4, '/');
         let (ns, kw, name, rest) = (parts.next(), parts.next(), parts.next(), parts.next());
@@ -98,6 +101,39 @@ pub fn route(path: &str, host: Option<&str>) -> Route {
         },
         (_, None) => Route::NotFound,
     }
+}
+
+/// Path rules for everything under `/v2/`, checked before the path is routed or sent anywhere: no `.` or
+/// `..` segment, no empty segment (a trailing `/` is allowed: it is how uploads start), and no
+/// percent-encoded dot, slash, backslash or NUL, nor a raw backslash, because some server along the way
+/// would decode or normalise them into a traversal. Distribution API paths never need any of these.
+pub fn check_path(path: &str) -> Result<(), String> {
+    const FIX: &str = "registry paths are /v2/<repository>/(manifests|blobs|tags)/…, with no '.', '..' or \
+                       empty segments and no percent-encoded '.', '/' or '\\'";
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    for (i, segment) in segments.iter().enumerate() {
+        match *segment {
+            "." | ".." => {
+                return Err(format!("the path has a {segment:?} segment; {FIX}"));
+            }
+            "" if i + 1 < segments.len() => {
+                return Err(format!("the path has an empty segment ('//'); {FIX}"));
+            }
+            _ => {}
+        }
+        if segment.contains('\\') {
+            return Err(format!("the path contains a backslash; {FIX}"));
+        }
+        let lower = segment.to_ascii_lowercase();
+        for encoded in ["%2e", "%2f", "%5c", "%00"] {
+            if lower.contains(encoded) {
+                return Err(format!(
+                    "the path contains the percent-encoded {encoded:?}; {FIX}"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `c-<name>.<ns>`, `c-<name>.<ns>.svc`, `c-<name>.<ns>.svc.cluster.local`, with or without a port.
@@ -204,6 +240,33 @@ mod tests {
                 "{path}"
             );
         }
+    }
+
+    #[test]
+    fn traversal_and_empty_segments_are_refused() {
+        for path in [
+            "/v2/namespaces/team-a/connectors/prod/../other/app/manifests/v1",
+            "/v2/namespaces/team-a/../team-b/connectors/prod/app/manifests/v1",
+            "/v2/namespaces/team-a/connectors/./prod/app/manifests/v1",
+            "/v2/namespaces/team-a/connectors/prod/%2e%2e/app/manifests/v1",
+            "/v2/namespaces/team-a/connectors/prod/app%2Fx/manifests/v1",
+            "/v2/namespaces/team-a/connectors/prod/app%5c..%5cx/manifests/v1",
+            "/v2/namespaces/team-a/connectors/prod//app/manifests/v1",
+            "/v2//namespaces/team-a/connectors/prod/app/manifests/v1",
+            "/v2/namespaces/team-a/connectors/prod/app\\x/manifests/v1",
+            "/v2/app/%2E%2E/manifests/v1",
+        ] {
+            match route(path, Some("c-prod.team-a")) {
+                Route::BadConnectorPath(why) => assert!(
+                    why.contains("segment") || why.contains("percent") || why.contains("backslash"),
+                    "{path}: {why}"
+                ),
+                other => panic!("{path} was routed: {other:?}"),
+            }
+        }
+        // a trailing slash is how uploads start
+        assert!(check_path("/v2/namespaces/team-a/connectors/prod/app/blobs/uploads/").is_ok());
+        assert!(check_path("/v2/").is_ok());
     }
 
     #[test]

@@ -501,6 +501,20 @@ impl ProxyUnderTest {
     }
 
     pub async fn start_with(connectors: &[ConnectorSpec], upstream: UpstreamAccess) -> Self {
+        Self::start_limited(
+            connectors,
+            upstream,
+            connectors_proxy::limits::Limits::default(),
+        )
+        .await
+    }
+
+    /// The proxy with request `limits`.
+    pub async fn start_limited(
+        connectors: &[ConnectorSpec],
+        upstream: UpstreamAccess,
+        limits: connectors_proxy::limits::Limits,
+    ) -> Self {
         let yaml: String = connectors.iter().map(ConnectorSpec::yaml).collect();
         let catalog = StaticCatalog::from_yaml(&yaml).expect("catalog from test manifests");
         let state = tempfile::tempdir().expect("tempdir");
@@ -525,12 +539,13 @@ impl ProxyUnderTest {
                 SharedBuf(audit.clone()),
             ))),
         };
-        let proxy = Proxy::with_ops(
+        let proxy = Proxy::with_options(
             Arc::new(catalog),
             tokens.clone(),
             tokens,
             upstream,
             Default::default(),
+            limits,
             ops.clone(),
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");

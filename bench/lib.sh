@@ -29,6 +29,10 @@ cleanup() {
     kill -9 "$pid" 2>/dev/null || true
   done
   if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+    # bench/run collects the raw per-run tables of each script (EXPORT_DIR, file names prefixed EXPORT_PREFIX)
+    if [ -n "${EXPORT_DIR:-}" ]; then
+      for p in "$WORK"/*.tsv; do [ -f "$p" ] && cp "$p" "$EXPORT_DIR/${EXPORT_PREFIX:-}$(basename "$p")"; done
+    fi
     if [ "${KEEP:-}" = 1 ] || [ $rc -ne 0 ]; then
       log "work directory kept: $WORK"
       # the random blob and the registry data are large; logs and configs are what matter
@@ -264,4 +268,25 @@ machine_facts() {  # sets cpu_model mem_total os fs_type reg_ver reg_pkg curl_ve
   bin_ver=$("$BIN" --version 2>/dev/null || echo "?")
   git_rev=$(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo "?")
   fs_type=$(df -PT "$WORK" | awk 'NR==2{print $2}')
+}
+
+# ---------------------------------------------------------------- optional profile (bench/run with PERF=1)
+# profile_proxy NAME CMD…: runs CMD (an extra, untimed transfer) while `perf record -g` samples the proxy
+# ($PROXY_PID); writes the top symbols and shared objects to $EXPORT_DIR/perf-NAME{,-dso}.txt.
+profile_proxy() {
+  local name=$1; shift
+  [ "${PERF:-0}" = 1 ] && [ -n "${EXPORT_DIR:-}" ] && command -v perf >/dev/null || return 0
+  local data=$WORK/perf-$name.data ppid
+  perf record -q -F 499 -g -p "$PROXY_PID" -o "$data" >/dev/null 2>&1 &
+  ppid=$!
+  sleep 0.3
+  "$@" >/dev/null || log "profile $name: the profiled command failed"
+  kill -INT "$ppid" 2>/dev/null || true
+  wait "$ppid" 2>/dev/null || true
+  perf report -q -i "$data" --no-children --sort symbol --stdio -g none --percent-limit 0.7 2>/dev/null \
+    | grep -v '^$' | head -40 > "$EXPORT_DIR/perf-$name.txt" || true
+  perf report -q -i "$data" --no-children --sort dso --stdio -g none 2>/dev/null | grep -v '^$' | head -12 \
+    > "$EXPORT_DIR/perf-$name-dso.txt" || true
+  rm -f "$data"
+  log "profile $name written to $EXPORT_DIR/perf-$name.txt"
 }

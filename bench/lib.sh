@@ -277,15 +277,15 @@ profile_proxy() {
   local name=$1; shift
   [ "${PERF:-0}" = 1 ] && [ -n "${EXPORT_DIR:-}" ] && command -v perf >/dev/null || return 0
   local data=$WORK/perf-$name.data ppid
-  perf record -q -F 499 -g -p "$PROXY_PID" -o "$data" >/dev/null 2>&1 &
+  perf record -q -e cpu-clock -F 499 -a -g -o "$data" >/dev/null 2>&1 &
   ppid=$!
   sleep 0.3
   "$@" >/dev/null || log "profile $name: the profiled command failed"
   kill -INT "$ppid" 2>/dev/null || true
   wait "$ppid" 2>/dev/null || true
-  perf report -q -i "$data" --no-children --sort symbol --stdio -g none --percent-limit 0.7 2>/dev/null \
+  perf report -q -i "$data" --no-children --pid "$PROXY_PID" --percentage relative --sort symbol --stdio -g none --percent-limit 0.7 2>/dev/null \
     | grep -v '^$' | head -40 > "$EXPORT_DIR/perf-$name.txt" || true
-  perf report -q -i "$data" --no-children --sort dso --stdio -g none 2>/dev/null | grep -v '^$' | head -12 \
+  perf report -q -i "$data" --no-children --pid "$PROXY_PID" --percentage relative --sort dso --stdio -g none 2>/dev/null | grep -v '^$' | head -12 \
     > "$EXPORT_DIR/perf-$name-dso.txt" || true
   rm -f "$data"
   log "profile $name written to $EXPORT_DIR/perf-$name.txt"

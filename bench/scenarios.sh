@@ -198,15 +198,15 @@ export_file() { [ -n "$EXPORT_DIR" ] && cp "$1" "$EXPORT_DIR/" || true; }
 # perf_during SECONDS NAME: profile the proxy in the background (PERF=1)
 perf_during() {
   [ "$PERF" = 1 ] && [ -n "$EXPORT_DIR" ] && command -v perf >/dev/null || return 0
-  perf record -q -F 499 -g -p "$PROXY_PID" -o "$WORK/perf-$2.data" -- sleep "$1" >/dev/null 2>&1 &
+  perf record -q -e cpu-clock -F 499 -a -g -o "$WORK/perf-$2.data" -- sleep "$1" >/dev/null 2>&1 &
   PERF_PID=$!
 }
 perf_report() {  # NAME
   [ -n "${PERF_PID:-}" ] || return 0
   wait "$PERF_PID" 2>/dev/null || true; PERF_PID=""
-  perf report -q -i "$WORK/perf-$1.data" --no-children --sort symbol --stdio -g none --percent-limit 0.7 2>/dev/null \
+  perf report -q -i "$WORK/perf-$1.data" --no-children --pid "$PROXY_PID" --percentage relative --sort symbol --stdio -g none --percent-limit 0.7 2>/dev/null \
     | grep -v '^$' | head -40 > "$EXPORT_DIR/perf-$1.txt" || true
-  perf report -q -i "$WORK/perf-$1.data" --no-children --sort dso --stdio -g none 2>/dev/null | grep -v '^$' | head -12 \
+  perf report -q -i "$WORK/perf-$1.data" --no-children --pid "$PROXY_PID" --percentage relative --sort dso --stdio -g none 2>/dev/null | grep -v '^$' | head -12 \
     > "$EXPORT_DIR/perf-$1-dso.txt" || true
   rm -f "$WORK/perf-$1.data"
 }
@@ -241,13 +241,13 @@ for run in $(seq "$PAR_RUNS"); do
     t0=$(mtime); cpids=()
     for i in $(seq "$PAR"); do
       curl -sS --http1.1 -H "$(auth_hdr "$k")" -o /dev/null -w '%{http_code} %{size_download}\n' \
-        "$(url_of "$k" "bench/par/blobs/$PD")" > "$WORK/par.$i" 2>&1 &
+        "$(url_of "$k" "bench/par/blobs/$PD")" > "$WORK/pr.$i" 2>&1 &
       cpids+=($!)
     done
     for p in "${cpids[@]}"; do wait "$p" || true; done
     secs=$(elapsed "$t0")
     [ "$k" = proxy ] && [ "$run" = 1 ] && perf_report parallel
-    bad=$(cat "$WORK"/par.* | awk -v s=$((PAR_MIB * 1048576)) '$1!=200 || $2!=s' | wc -l)
+    bad=$(cat "$WORK"/pr.* | awk -v s=$((PAR_MIB * 1048576)) '$1!=200 || $2!=s' | wc -l)
     agg=$(awk -v n="$PAR" -v m="$PAR_MIB" -v t="$secs" 'BEGIN{printf "%.0f", n*m/t}')
     printf '%s\t%s\t%s\t%s\t%s\n' "$k" "$run" "$secs" "$agg" "$bad" >> "$PART"
     log "  $k run $run: $agg MiB/s aggregate ($secs s, $bad failed)"

@@ -125,6 +125,17 @@ CONN=reg
 # start_registry [CERT KEY]: CNCF Distribution on a free port, htpasswd auth, storage in $WORK/registry/data,
 # TLS when CERT and KEY are given. Sets REG_PORT, REG_PID.
 start_registry() {
+  # another process may take the free port between the check and the bind: retry on "address already in use"
+  local attempt
+  for attempt in 1 2 3 4 5; do
+    start_registry_once "$@"
+    for _ in $(seq 10); do kill -0 "$REG_PID" 2>/dev/null || break; sleep 0.05; done
+    kill -0 "$REG_PID" 2>/dev/null && return 0
+    grep -q 'address already in use' "$WORK/registry.log" || return 0   # wait_http reports the real failure
+    log "registry port $REG_PORT was taken meanwhile; retrying with another port"
+  done
+}
+start_registry_once() {
   local cert=${1:-} key=${2:-} tls=""
   REG_PORT=$(free_port)
   mkdir -p "$WORK/registry/data"

@@ -319,6 +319,7 @@ for run in $(seq "$PULL_RUNS"); do
   fi
   for kind in "${order[@]}"; do pull_once "$kind" "$NS/big" "$run"; done
 done
+profile_proxy "blob-pull-$SIZE_MIB" curl_a proxy -sS --http1.1 -o /dev/null "$(base_of proxy)/$NS/big/blobs/$DIGEST"
 
 # ---------------------------------------------------------------- 4. proxy memory
 RSS_HWM_KB=$(proxy_status VmHWM)

@@ -379,6 +379,7 @@ done
 for run in $(seq "$RUNS"); do
   while read -r kind; do pull_once "$kind" "$run"; done < <(alternate "$run" "${KINDS[@]}")
 done
+profile_proxy "forward-pull-$SIZE_MIB" curl_k proxy -sS -o /dev/null "$ORIGIN/v2/$NS/big/blobs/$DIGEST"
 
 # ---------------------------------------------------------------- memory, leaks, log
 kill -0 "$PROXY_PID" || die "the proxy died during the runs"

@@ -29,6 +29,10 @@ cleanup() {
     kill -9 "$pid" 2>/dev/null || true
   done
   if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+    # bench/run collects the raw per-run tables of each script (EXPORT_DIR, file names prefixed EXPORT_PREFIX)
+    if [ -n "${EXPORT_DIR:-}" ]; then
+      for p in "$WORK"/*.tsv; do [ -f "$p" ] && cp "$p" "$EXPORT_DIR/${EXPORT_PREFIX:-}$(basename "$p")"; done
+    fi
     if [ "${KEEP:-}" = 1 ] || [ $rc -ne 0 ]; then
       log "work directory kept: $WORK"
       # the random blob and the registry data are large; logs and configs are what matter
@@ -121,6 +125,17 @@ CONN=reg
 # start_registry [CERT KEY]: CNCF Distribution on a free port, htpasswd auth, storage in $WORK/registry/data,
 # TLS when CERT and KEY are given. Sets REG_PORT, REG_PID.
 start_registry() {
+  # another process may take the free port between the check and the bind: retry on "address already in use"
+  local attempt
+  for attempt in 1 2 3 4 5; do
+    start_registry_once "$@"
+    for _ in $(seq 10); do kill -0 "$REG_PID" 2>/dev/null || break; sleep 0.05; done
+    kill -0 "$REG_PID" 2>/dev/null && return 0
+    grep -q 'address already in use' "$WORK/registry.log" || return 0   # wait_http reports the real failure
+    log "registry port $REG_PORT was taken meanwhile; retrying with another port"
+  done
+}
+start_registry_once() {
   local cert=${1:-} key=${2:-} tls=""
   REG_PORT=$(free_port)
   mkdir -p "$WORK/registry/data"
@@ -264,4 +279,25 @@ machine_facts() {  # sets cpu_model mem_total os fs_type reg_ver reg_pkg curl_ve
   bin_ver=$("$BIN" --version 2>/dev/null || echo "?")
   git_rev=$(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo "?")
   fs_type=$(df -PT "$WORK" | awk 'NR==2{print $2}')
+}
+
+# ---------------------------------------------------------------- optional profile (bench/run with PERF=1)
+# profile_proxy NAME CMD…: runs CMD (an extra, untimed transfer) while `perf record -g` samples the proxy
+# ($PROXY_PID); writes the top symbols and shared objects to $EXPORT_DIR/perf-NAME{,-dso}.txt.
+profile_proxy() {
+  local name=$1; shift
+  [ "${PERF:-0}" = 1 ] && [ -n "${EXPORT_DIR:-}" ] && command -v perf >/dev/null || return 0
+  local data=$WORK/perf-$name.data ppid
+  perf record -q -e cpu-clock -F 499 -a -g -o "$data" >/dev/null 2>&1 &
+  ppid=$!
+  sleep 0.3
+  "$@" >/dev/null || log "profile $name: the profiled command failed"
+  kill -INT "$ppid" 2>/dev/null || true
+  wait "$ppid" 2>/dev/null || true
+  perf report -q -i "$data" --no-children --pid "$PROXY_PID" --percentage relative --sort symbol --stdio -g none --percent-limit 0.7 2>/dev/null \
+    | grep -v '^$' | head -40 > "$EXPORT_DIR/perf-$name.txt" || true
+  perf report -q -i "$data" --no-children --pid "$PROXY_PID" --percentage relative --sort dso --stdio -g none 2>/dev/null | grep -v '^$' | head -12 \
+    > "$EXPORT_DIR/perf-$name-dso.txt" || true
+  rm -f "$data"
+  log "profile $name written to $EXPORT_DIR/perf-$name.txt"
 }

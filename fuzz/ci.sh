@@ -19,12 +19,12 @@ fi
 echo "fuzz: $(cargo fuzz --version)"
 
 targets=$(cargo fuzz list)
-cargo fuzz build --sanitizer none --target-dir "$TARGET_DIR" --locked
+cargo fuzz build --sanitizer none --target-dir "$TARGET_DIR"
 for t in $targets; do
     mkdir -p "$WORK/$t"
     echo "fuzz: $t for ${FUZZ_SECONDS}s"
     # -timeout: one input taking over 10 s is a finding (a hang), as is a leak or a panic.
-    if ! cargo fuzz run --sanitizer none --target-dir "$TARGET_DIR" --locked "$t" \
+    if ! cargo fuzz run --sanitizer none --target-dir "$TARGET_DIR" "$t" \
         "$WORK/$t" "corpus/$t" -- \
         -max_total_time="$FUZZ_SECONDS" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 >"$WORK/$t.log" 2>&1; then

@@ -12,6 +12,8 @@ command -v curl >/dev/null || need+=(curl)
 command -v buildah >/dev/null || need+=(buildah)
 command -v podman >/dev/null || need+=(podman)
 command -v unshare >/dev/null || need+=(util-linux)
+# libfuzzer-sys (fuzz/) compiles libFuzzer, which is C++.
+command -v c++ >/dev/null || need+=(g++)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

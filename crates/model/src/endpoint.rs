@@ -107,7 +107,25 @@ impl Endpoint {
             return Err(fail("it has a fragment (#…); remove it"));
         }
         let host = match url.host() {
-            Some(url::Host::Domain(d)) if !d.is_empty() => d.to_ascii_lowercase(),
+            Some(url::Host::Domain(d)) if !d.is_empty() => {
+                // One spelling per host, the one `matches` compares with: a single trailing dot
+                // (the DNS root) is dropped, and a name that no request could ever match — empty
+                // labels, characters DNS names do not have — is refused here, at load time.
+                let d = d.strip_suffix('.').unwrap_or(d).to_ascii_lowercase();
+                let valid = d.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                });
+                if !valid {
+                    return Err(fail(
+                        "its host is not a DNS name (labels of letters, digits, '-' or '_', separated by single dots)",
+                    ));
+                }
+                d
+            }
             Some(url::Host::Ipv4(ip)) => ip.to_string(),
             Some(url::Host::Ipv6(ip)) => ip.to_string(),
             _ => return Err(fail("it has no host")),
@@ -239,6 +257,24 @@ fn redact_address(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the catalog_yaml fuzz target: a host that parsed but that no request could match.
+    #[test]
+    fn every_accepted_host_can_be_matched() {
+        let e = Endpoint::parse("https://Registry.Example.com./v2").unwrap();
+        assert_eq!(e.host(), "registry.example.com");
+        assert!(e.matches(Scheme::Https, "registry.example.com.", 443));
+        assert!(e.matches(Scheme::Https, "REGISTRY.example.com", 443));
+        for bad in [
+            "https://r.example.c44(i.........../..:",
+            "https://r..example.com",
+            "https://r.example.com..",
+            "https://.example.com",
+        ] {
+            let err = Endpoint::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("not a DNS name"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn parses_addresses() {

@@ -51,6 +51,9 @@ pub struct ControllerArgs {
     /// How long the leader Lease holds without renewal; another replica takes over after that.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     lease_duration: Duration,
+    /// Serve `/healthz` and `/readyz` on this address (for the kubelet's probes). Off when not given.
+    #[arg(long, env = "CONNECTORS_ADMIN_LISTEN", value_name = "ADDR")]
+    admin_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     resolve: ResolveArgs,
 }
@@ -64,6 +67,20 @@ fn default_identity() -> String {
 }
 
 pub async fn controller(args: ControllerArgs) -> Result<ExitCode> {
+    if let Some(addr) = args.admin_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--admin-listen {addr}: cannot listen"))?;
+        // Alive and ready from the start: a replica waiting for the Lease is healthy, just idle.
+        let state = connectors_proxy::admin::AdminState::new(Default::default());
+        state.set_ready(true);
+        tokio::spawn(connectors_proxy::admin::serve(
+            listener,
+            state,
+            std::future::pending::<()>(),
+        ));
+        tracing::info!(%addr, "admin listener: /healthz, /readyz");
+    }
     let client = kube_client(args.kube_url.as_deref()).await?;
     let access = UpstreamAccess::new(resolve_overrides(&args.resolve)?);
     let mut lease = LeaseConfig::new(&args.components_namespace, &args.identity);

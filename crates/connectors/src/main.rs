@@ -3,7 +3,6 @@
 
 mod manifests;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,11 +16,11 @@ use connectors_catalog::{Catalog, FileCatalog, ResolvedConnector};
 use connectors_identity::{Allowed, LocalTokens};
 use connectors_model::ConnectorRef;
 use connectors_proxy::ca::ProxyCa;
-use connectors_proxy::{ForwardOptions, ForwardPolicy, Proxy};
 use connectors_registry::{ResolveOverrides, UpstreamAccess, base_url};
 
 mod limits;
 mod ops;
+mod serve;
 
 #[derive(Parser)]
 #[command(
@@ -115,10 +114,7 @@ struct UpArgs {
     #[command(flatten)]
     state: StateArgs,
     #[command(flatten)]
-    resolve: ResolveArgs,
-    /// Address to listen on. Use port 0 to pick a free port (the address is printed).
-    #[arg(long, env = "CONNECTORS_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
+    serve: serve::ServeArgs,
     /// The proxy CA certificate (PEM) that signs intercepted connections in forward mode. Default: `ca.crt`
     /// in the state folder, created with `ca.key` on first start.
     #[arg(long, env = "CONNECTORS_CA_CERT", requires = "ca_key")]
@@ -126,30 +122,9 @@ struct UpArgs {
     /// The CA's private key (PEM, PKCS#8, mode 0600), with --ca-cert.
     #[arg(long, env = "CONNECTORS_CA_KEY", requires = "ca_cert")]
     ca_key: Option<PathBuf>,
-    /// Forward mode, for destinations that are not one of the caller's connectors: `tunnel` passes the bytes
-    /// through untouched (no interception, no credentials); `deny` refuses them with 403.
-    #[arg(long, env = "CONNECTORS_FORWARD_POLICY", value_enum, default_value_t = Policy::Tunnel)]
-    forward_policy: Policy,
-    /// On SIGTERM or Ctrl-C: stop accepting, then let requests in flight (uploads included) finish for at
-    /// most this long before exiting.
-    #[arg(long, env = "CONNECTORS_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
-    shutdown_grace: Duration,
-    /// Worker threads, each serving connections on its own (default: one per CPU).
-    #[arg(long, env = "CONNECTORS_THREADS")]
-    threads: Option<usize>,
     /// How often to look for catalog changes.
     #[arg(long, env = "CONNECTORS_CATALOG_POLL", default_value = "1s", value_parser = humantime::parse_duration)]
     catalog_poll: Duration,
-    #[command(flatten)]
-    ops: ops::OpsArgs,
-    #[command(flatten)]
-    limits: limits::LimitArgs,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Policy {
-    Tunnel,
-    Deny,
 }
 
 #[derive(Subcommand)]
@@ -339,22 +314,15 @@ fn load_catalog(args: &CatalogArgs) -> Result<Arc<FileCatalog>> {
 }
 
 async fn up(args: UpArgs) -> Result<ExitCode> {
-    let overrides = resolve_overrides(&args.resolve)?;
-    let running = args.ops.start().await?;
+    resolve_overrides(&args.serve.resolve)?;
+    let running = args.serve.ops.start().await?;
     let catalog = load_catalog(&args.catalog)?;
     let tokens = Arc::new(load_tokens(&args.state)?);
     let ca = Arc::new(match (&args.ca_cert, &args.ca_key) {
         (Some(cert), Some(key)) => ProxyCa::load(cert, key).context("loading the proxy CA")?,
         _ => ProxyCa::load_or_create(&args.state.state_dir).context("preparing the proxy CA")?,
     });
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}; pick another address with --listen",
-                args.listen
-            )
-        })?;
+    let listener = args.serve.bind().await?;
     let local = listener
         .local_addr()
         .context("reading the listening address")?;
@@ -379,72 +347,13 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
         );
     }
     tracing::info!(%local, connectors = catalog.connectors().len(), "proxy started");
-
-    let catalog: Arc<dyn Catalog> = catalog;
-    let forward = ForwardOptions {
-        ca: Some(ca),
-        policy: match args.forward_policy {
-            Policy::Tunnel => ForwardPolicy::Tunnel,
-            Policy::Deny => ForwardPolicy::Deny,
-        },
+    let backends = serve::Backends {
+        catalog,
+        authn: tokens.clone(),
+        authz: tokens,
+        ca,
     };
-    // One single-threaded runtime per worker thread, each accepting from the same socket with its own
-    // upstream pools: a connection's bytes then go from the registry to the client on one thread,
-    // without a hand-over between threads for every chunk (measured in bench/RESULTS.md).
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
-    let listener = listener.into_std().context("preparing the listener")?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let grace = args.shutdown_grace;
-    let limits = args.limits.limits();
-    let mut workers = Vec::with_capacity(threads);
-    for i in 0..threads {
-        let listener = listener.try_clone().context("sharing the listener")?;
-        let proxy = Proxy::with_options(
-            catalog.clone(),
-            tokens.clone(),
-            tokens.clone(),
-            UpstreamAccess::new(overrides.clone()),
-            forward.clone(),
-            limits.clone(),
-            running.ops.clone(),
-        );
-        let mut stop = stop_rx.clone();
-        let worker = std::thread::Builder::new()
-            .name(format!("proxy-{i}"))
-            .spawn(move || -> std::io::Result<()> {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                runtime.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener)?;
-                    let stopped = async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    };
-                    proxy.serve_with_grace(listener, stopped, grace).await
-                })
-            })
-            .context("starting a proxy thread")?;
-        workers.push(worker);
-    }
-    // Only the workers hold the socket now: when they stop accepting, new connections are refused.
-    drop(listener);
-    running.ready();
-    shutdown_signal().await;
-    running.draining().await;
-    tracing::info!("shutdown requested: no new connections; finishing requests in flight");
-    let _ = stop_tx.send(true);
-    for worker in workers {
-        match tokio::task::spawn_blocking(move || worker.join()).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "a proxy thread failed"),
-            _ => tracing::warn!("a proxy thread panicked"),
-        }
-    }
-    tracing::info!("proxy stopped");
-    Ok(ExitCode::SUCCESS)
+    args.serve.serve(listener, backends, &running).await
 }
 
 async fn shutdown_signal() {

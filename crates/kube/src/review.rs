@@ -93,7 +93,6 @@ pub struct KubeReview {
 impl KubeReview {
     pub fn new(client: kube::Client, config: KubeReviewConfig) -> Self {
         Self {
-            client: client.clone(),
             tokens: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(config.ttl)
@@ -108,6 +107,7 @@ impl KubeReview {
                 PROXY_PERMISSIONS_FLAG,
                 config.ttl,
             ),
+            client,
             config,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),

@@ -12,13 +12,16 @@ use crate::attributes::VolumeAttributes;
 use crate::proto::NodePublishVolumeRequest;
 use crate::proto::volume_capability::AccessType;
 use crate::render::{RenderConnector, RenderRequest, render};
-use crate::{Authorize, CsiError, PodInfo, TokenSource, mount, writer};
+use crate::{Authorize, CsiError, FeatureFlags, PodInfo, TokenSource, jwt, mount, writer};
 
 /// The audience whose kubelet-provided ServiceAccount token is used as the proxy token.
 pub const DEFAULT_TOKEN_AUDIENCE: &str = "connectors-proxy";
 
 /// The name of the flag that allows more than one connector per volume.
 pub const MULTI_CONNECTOR_FLAG: &str = "enable-multi-connector";
+
+/// The name of the CSIDriver object whose `tokenRequests` set the kubelet tokens' audience and lifetime.
+pub const CSI_DRIVER_OBJECT: &str = "connectors-csi";
 
 /// Maps a connector to its proxy URL (`.connector.status.proxyAddress`).
 pub type ProxyAddressFn = Box<dyn Fn(&ConnectorRef) -> String + Send + Sync>;
@@ -34,8 +37,15 @@ pub struct DriverConfig {
     /// The forward-proxy URL of the class (`.connectorclass.proxyAddress`), e.g. `http://127.0.0.1:8080`.
     pub class_proxy_address: String,
     /// The `enable-multi-connector` flag: allow more than one connector in one volume. Default `true` (embedded
-    /// mode).
+    /// mode). Ignored when [`DriverConfig::flags`] is set.
     pub multi_connector: bool,
+    /// Where to read `enable-multi-connector` on each publish that names several connectors (Kubernetes: the
+    /// ConfigMap `connectors-config`). Default `None`: the static [`DriverConfig::multi_connector`] applies.
+    pub flags: Option<Arc<dyn FeatureFlags>>,
+    /// Refuse a kubelet token that lives shorter than the volume's `token.expiration` (its lifetime is `exp - iat`
+    /// of the JWT; a token whose lifetime cannot be read is refused too). Default `false` (embedded mode, where no
+    /// kubelet sends tokens); set it in a cluster.
+    pub check_kubelet_token_lifetime: bool,
     /// The audience of the kubelet token (`serviceAccount.tokens`) to pass through. Default
     /// [`DEFAULT_TOKEN_AUDIENCE`]; when the kubelet sent exactly one token, that one is used whatever its audience.
     pub token_audience: String,
@@ -59,6 +69,8 @@ impl DriverConfig {
             proxy_address_for: Box::new(proxy_address_for),
             class_proxy_address: class_proxy_address.into(),
             multi_connector: true,
+            flags: None,
+            check_kubelet_token_lifetime: false,
             token_audience: DEFAULT_TOKEN_AUDIENCE.to_owned(),
             mount_tmpfs: true,
         }
@@ -71,6 +83,11 @@ impl fmt::Debug for DriverConfig {
             .field("node_id", &self.node_id)
             .field("class_proxy_address", &self.class_proxy_address)
             .field("multi_connector", &self.multi_connector)
+            .field("flags", &self.flags.as_ref().map(|_| "dynamic"))
+            .field(
+                "check_kubelet_token_lifetime",
+                &self.check_kubelet_token_lifetime,
+            )
             .field("token_audience", &self.token_audience)
             .field("mount_tmpfs", &self.mount_tmpfs)
             .finish_non_exhaustive()
@@ -168,7 +185,7 @@ impl Driver {
 
         let pod = PodInfo::from_volume_context(&req.volume_context)?;
         let attrs = VolumeAttributes::parse(&req.volume_context, pod.namespace.as_deref())?;
-        if attrs.connectors.len() > 1 && !config.multi_connector {
+        if attrs.connectors.len() > 1 && !self.multi_connector_enabled().await? {
             return Err(CsiError::FailedPrecondition(format!(
                 "the volume names {} connectors ({}) but the `{MULTI_CONNECTOR_FLAG}` flag is off; name one connector or turn the flag on",
                 attrs.connectors.len(),
@@ -292,6 +309,9 @@ impl Driver {
     ) -> Result<SecretString, CsiError> {
         let audience = &self.inner.config.token_audience;
         if let Some(kubelet) = pod.kubelet_token(audience) {
+            if self.inner.config.check_kubelet_token_lifetime {
+                check_lifetime(kubelet.token.expose(), audience, attrs.token_expiration)?;
+            }
             return Ok(kubelet.token.clone());
         }
         if !pod.service_account_tokens.is_empty() {
@@ -305,6 +325,13 @@ impl Driver {
             .tokens
             .token(pod, &attrs.connectors, attrs.token_expiration)
             .await
+    }
+
+    async fn multi_connector_enabled(&self) -> Result<bool, CsiError> {
+        match &self.inner.config.flags {
+            Some(flags) => flags.multi_connector().await,
+            None => Ok(self.inner.config.multi_connector),
+        }
     }
 
     fn lock_for(&self, target: &Path) -> Arc<tokio::sync::Mutex<()>> {
@@ -377,6 +404,33 @@ impl Driver {
         }
         Ok(())
     }
+}
+
+/// The kubelet's token must last at least `token.expiration`: its lifetime comes from the CSIDriver's
+/// `tokenRequests[].expirationSeconds`, not from the volume, so a shorter one means the CSIDriver must change.
+/// (The kubelet renews the token and, with `requiresRepublish`, publishes again, so a long-running Pod keeps
+/// valid files; the check is about what one copy of the token promises.)
+fn check_lifetime(
+    token: &str,
+    audience: &str,
+    wanted: std::time::Duration,
+) -> Result<(), CsiError> {
+    let lifetime = jwt::token_lifetime(token).map_err(|err| {
+        CsiError::InvalidArgument(format!(
+            "cannot read the lifetime of the kubelet's ServiceAccount token for audience {audience:?}: {err}; the kubelet sets it from `tokenRequests` of CSIDriver {CSI_DRIVER_OBJECT:?}"
+        ))
+    })?;
+    if lifetime < wanted {
+        return Err(CsiError::InvalidArgument(format!(
+            "the kubelet's ServiceAccount token for audience {audience:?} lasts {}s but the volume asks for {} = {}s; raise `expirationSeconds` of that audience in `tokenRequests` of CSIDriver {CSI_DRIVER_OBJECT:?} to at least {}, or lower {} in the volume attributes",
+            lifetime.as_secs(),
+            crate::attributes::TOKEN_EXPIRATION,
+            wanted.as_secs(),
+            wanted.as_secs() + u64::from(wanted.subsec_nanos() > 0),
+            crate::attributes::TOKEN_EXPIRATION,
+        )));
+    }
+    Ok(())
 }
 
 fn target_path(raw: &str) -> Result<PathBuf, CsiError> {

@@ -15,6 +15,7 @@
 pub mod attributes;
 mod driver;
 mod error;
+pub mod jwt;
 pub mod mount;
 mod pod;
 mod service;
@@ -30,12 +31,13 @@ use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 
 pub use driver::{
-    DEFAULT_TOKEN_AUDIENCE, Driver, DriverConfig, MULTI_CONNECTOR_FLAG, ProxyAddressFn,
+    CSI_DRIVER_OBJECT, DEFAULT_TOKEN_AUDIENCE, Driver, DriverConfig, MULTI_CONNECTOR_FLAG,
+    ProxyAddressFn,
 };
 pub use error::CsiError;
 pub use pod::{KubeletToken, PodInfo};
 pub use service::DRIVER_NAME;
-pub use sources::{AllowAll, Authorize, LocalTokenSource, TokenSource};
+pub use sources::{AllowAll, Authorize, FeatureFlags, LocalTokenSource, TokenSource};
 
 /// The CSI v1 messages and services this driver uses, generated from `proto/csi.proto` (our own subset of the
 /// CSI specification) by `protogen/` and committed, so that building needs neither `protoc` nor protox. The

@@ -86,3 +86,13 @@ impl TokenSource for LocalTokenSource {
             })
     }
 }
+
+/// Feature flags read at publish time (in Kubernetes: ConfigMap `connectors-config`), so that a change applies
+/// without restarting the driver. Set [`crate::DriverConfig::flags`] to use one; without it the driver uses the
+/// static [`crate::DriverConfig::multi_connector`].
+#[async_trait]
+pub trait FeatureFlags: Send + Sync {
+    /// `enable-multi-connector`: may one volume name more than one connector? Asked only for such volumes.
+    /// [`CsiError::Unavailable`] when the answer cannot be read (the kubelet retries).
+    async fn multi_connector(&self) -> Result<bool, CsiError>;
+}

@@ -1,5 +1,6 @@
 //! [`KubeReview`]: TokenReview + SubjectAccessReview, with a short decision cache.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -84,7 +85,7 @@ pub struct KubeReview {
     config: KubeReviewConfig,
     tokens: moka::future::Cache<[u8; 32], (Principal, Instant)>,
     decisions: moka::future::Cache<String, (bool, &'static str, Instant)>,
-    flag: Mutex<Option<(bool, Instant)>>,
+    flag: ConfigFlag,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -92,7 +93,6 @@ pub struct KubeReview {
 impl KubeReview {
     pub fn new(client: kube::Client, config: KubeReviewConfig) -> Self {
         Self {
-            client,
             tokens: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(config.ttl)
@@ -101,8 +101,14 @@ impl KubeReview {
                 .max_capacity(100_000)
                 .time_to_live(config.ttl)
                 .build(),
+            flag: ConfigFlag::new(
+                client.clone(),
+                &config.components_namespace,
+                PROXY_PERMISSIONS_FLAG,
+                config.ttl,
+            ),
+            client,
             config,
-            flag: Mutex::new(None),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -152,64 +158,136 @@ impl KubeReview {
             .map_err(|e| unavailable("TokenReview", &e))?;
         Ok(answer.status.unwrap_or_default())
     }
+}
 
-    async fn access_review(
-        &self,
-        principal: &Principal,
-        connector: &ConnectorRef,
-        subresource: Option<&str>,
-    ) -> Result<bool, AuthError> {
-        let review = SubjectAccessReview {
-            spec: SubjectAccessReviewSpec {
-                user: Some(principal.subject.clone()),
-                groups: Some(principal.groups.clone()),
-                uid: principal.uid.clone(),
-                extra: Some(principal.extra.clone()),
-                resource_attributes: Some(ResourceAttributes {
-                    namespace: Some(connector.namespace.clone()),
-                    verb: Some("get".into()),
-                    group: Some(connectors_model::API_GROUP.into()),
-                    resource: Some("connectors".into()),
-                    subresource: subresource.map(str::to_owned),
-                    name: Some(connector.name.clone()),
-                    ..Default::default()
-                }),
+/// Who a SubjectAccessReview asks about.
+pub(crate) struct ReviewSubject<'a> {
+    pub user: &'a str,
+    pub groups: &'a [String],
+    pub uid: Option<&'a str>,
+    pub extra: &'a BTreeMap<String, Vec<String>>,
+}
+
+/// What a Connector permission decision needed: `get` on the Connector, or also `get` on `connectors/proxy`.
+pub(crate) const NEEDS_GET: &str = "get";
+pub(crate) const NEEDS_PROXY: &str = "get on connectors/proxy";
+
+/// The shared decision of the proxy and the CSI driver: `get` on `connectors.connectors.alauda.io/<name>` in the
+/// connector's namespace and, when `proxy_flag` (`enable-connector-proxy-permissions`) is on, `get` on the
+/// `connectors/proxy` subresource too. Returns whether it is allowed and which of [`NEEDS_GET`] / [`NEEDS_PROXY`]
+/// was checked last (the permission that was missing when it is not).
+pub(crate) async fn decide(
+    client: &kube::Client,
+    subject: &ReviewSubject<'_>,
+    connector: &ConnectorRef,
+    proxy_flag: &ConfigFlag,
+) -> Result<(bool, &'static str), kube::Error> {
+    let mut allowed = access_review(client, subject, connector, None).await?;
+    let mut needed = NEEDS_GET;
+    if allowed && proxy_flag.get_or_strict().await {
+        needed = NEEDS_PROXY;
+        allowed = access_review(client, subject, connector, Some("proxy")).await?;
+    }
+    Ok((allowed, needed))
+}
+
+async fn access_review(
+    client: &kube::Client,
+    subject: &ReviewSubject<'_>,
+    connector: &ConnectorRef,
+    subresource: Option<&str>,
+) -> Result<bool, kube::Error> {
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(subject.user.to_owned()),
+            groups: Some(subject.groups.to_vec()),
+            uid: subject.uid.map(str::to_owned),
+            extra: Some(subject.extra.clone()),
+            resource_attributes: Some(ResourceAttributes {
+                namespace: Some(connector.namespace.clone()),
+                verb: Some("get".into()),
+                group: Some(connectors_model::API_GROUP.into()),
+                resource: Some("connectors".into()),
+                subresource: subresource.map(str::to_owned),
+                name: Some(connector.name.clone()),
                 ..Default::default()
-            },
+            }),
             ..Default::default()
-        };
-        let api: Api<SubjectAccessReview> = Api::all(self.client.clone());
-        let answer = api
-            .create(&PostParams::default(), &review)
-            .await
-            .map_err(|e| unavailable("SubjectAccessReview", &e))?;
-        Ok(answer.status.is_some_and(|s| s.allowed))
+        },
+        ..Default::default()
+    };
+    let api: Api<SubjectAccessReview> = Api::all(client.clone());
+    let answer = api.create(&PostParams::default(), &review).await?;
+    Ok(answer.status.is_some_and(|s| s.allowed))
+}
+
+/// One `"true"`/`"false"` flag of ConfigMap `connectors-config`, read at request time with a short cache.
+///
+/// A missing ConfigMap or key reads as `false` (the flags are off as installed).
+pub(crate) struct ConfigFlag {
+    client: kube::Client,
+    namespace: String,
+    key: &'static str,
+    ttl: Duration,
+    last: Mutex<Option<(bool, Instant)>>,
+}
+
+impl ConfigFlag {
+    pub(crate) fn new(
+        client: kube::Client,
+        namespace: &str,
+        key: &'static str,
+        ttl: Duration,
+    ) -> Self {
+        Self {
+            client,
+            namespace: namespace.to_owned(),
+            key,
+            ttl,
+            last: Mutex::new(None),
+        }
     }
 
-    /// Whether `enable-connector-proxy-permissions` is `"true"`.
-    async fn proxy_permissions_required(&self) -> Result<bool, AuthError> {
-        let last = *self.flag.lock().unwrap_or_else(|p| p.into_inner());
+    pub(crate) fn key(&self) -> &'static str {
+        self.key
+    }
+
+    /// The flag; when the ConfigMap cannot be read, the error and the last value read (if any).
+    pub(crate) async fn get(&self) -> Result<bool, (kube::Error, Option<bool>)> {
+        let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((value, until)) = last
             && Instant::now() < until
         {
             return Ok(value);
         }
-        let api: Api<ConfigMap> =
-            Api::namespaced(self.client.clone(), &self.config.components_namespace);
-        let value = match api.get_opt(CONFIG_MAP).await {
-            Ok(cm) => cm
-                .and_then(|cm| cm.data)
-                .and_then(|d| d.get(PROXY_PERMISSIONS_FLAG).cloned())
-                .is_some_and(|v| v.trim() == "true"),
-            Err(e) => {
-                let value = last.map(|(v, _)| v).unwrap_or(true);
-                tracing::warn!(error = %e, namespace = %self.config.components_namespace, assumed = value, "cannot read ConfigMap {CONFIG_MAP}");
-                return Ok(value);
-            }
-        };
-        *self.flag.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((value, Instant::now() + self.config.ttl));
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+        let value = api
+            .get_opt(CONFIG_MAP)
+            .await
+            .map_err(|e| (e, last.map(|(v, _)| v)))?
+            .and_then(|cm| cm.data)
+            .and_then(|d| d.get(self.key).cloned())
+            .is_some_and(|v| v.trim() == "true");
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((value, Instant::now() + self.ttl));
         Ok(value)
+    }
+
+    /// The flag, for a flag whose `true` is the stricter answer: when the ConfigMap cannot be read, the last value
+    /// read, else `true`.
+    pub(crate) async fn get_or_strict(&self) -> bool {
+        match self.get().await {
+            Ok(value) => value,
+            Err((e, last)) => {
+                let value = last.unwrap_or(true);
+                tracing::warn!(error = %e, namespace = %self.namespace, flag = self.key, assumed = value, "cannot read ConfigMap {CONFIG_MAP}");
+                value
+            }
+        }
+    }
+
+    pub(crate) fn namespace(&self) -> &str {
+        &self.namespace
     }
 }
 
@@ -304,14 +382,15 @@ impl Authorizer for KubeReview {
         let (allowed, needed) = match cached {
             Some(hit) => hit,
             None => {
-                let mut allowed = self.access_review(principal, connector, None).await?;
-                let mut needed = "get";
-                if allowed && self.proxy_permissions_required().await? {
-                    needed = "get on connectors/proxy";
-                    allowed = self
-                        .access_review(principal, connector, Some("proxy"))
-                        .await?;
-                }
+                let subject = ReviewSubject {
+                    user: &principal.subject,
+                    groups: &principal.groups,
+                    uid: principal.uid.as_deref(),
+                    extra: &principal.extra,
+                };
+                let (allowed, needed) = decide(&self.client, &subject, connector, &self.flag)
+                    .await
+                    .map_err(|e| unavailable("SubjectAccessReview", &e))?;
                 let until = self.deadline(principal.expires_at);
                 if Instant::now() < until {
                     self.decisions.insert(key, (allowed, needed, until)).await;
@@ -322,7 +401,7 @@ impl Authorizer for KubeReview {
         if allowed {
             return Ok(());
         }
-        let permission = if needed == "get" {
+        let permission = if needed == NEEDS_GET {
             "get on connectors.connectors.alauda.io".to_owned()
         } else {
             format!("{needed} (the {PROXY_PERMISSIONS_FLAG} flag is on)")

@@ -12,9 +12,10 @@ use std::path::Path;
 use connectors_proxy::ca::ProxyCa;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, DynamicObject, ObjectMeta, PostParams};
 
 use crate::KubeError;
+use crate::catalog::secret_resource;
 use crate::error::request_error;
 
 /// Name of the Secret with the proxy CA, in the components namespace.
@@ -31,7 +32,7 @@ pub async fn load_or_create_proxy_ca(
     namespace: &str,
 ) -> Result<ProxyCa, KubeError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    if let Some(secret) = get(&api, namespace).await? {
+    if let Some(secret) = get(client, namespace).await? {
         return ca_from_secret(&secret, namespace);
     }
     let (cert_pem, key_pem) =
@@ -66,7 +67,7 @@ pub async fn load_or_create_proxy_ca(
         }
         Err(kube::Error::Api(status)) if status.code == 409 => {
             tracing::info!(secret = %format!("{namespace}/{PROXY_CA_SECRET}"), "another replica created the proxy CA first; using it");
-            match get(&api, namespace).await? {
+            match get(client, namespace).await? {
                 Some(secret) => ca_from_secret(&secret, namespace),
                 None => Err(KubeError::ProxyCaInvalid {
                     namespace: namespace.to_owned(),
@@ -92,8 +93,7 @@ pub async fn read_proxy_ca_cert(
     client: &kube::Client,
     namespace: &str,
 ) -> Result<String, KubeError> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let Some(secret) = get(&api, namespace).await? else {
+    let Some(secret) = get(client, namespace).await? else {
         return Err(KubeError::ProxyCaMissing {
             namespace: namespace.to_owned(),
             name: PROXY_CA_SECRET.to_owned(),
@@ -106,13 +106,34 @@ pub async fn read_proxy_ca_cert(
     Ok(cert)
 }
 
-async fn get(api: &Api<Secret>, namespace: &str) -> Result<Option<Secret>, KubeError> {
-    api.get_opt(PROXY_CA_SECRET)
-        .await
-        .map_err(|e| request_error("get", "secrets", namespace, PROXY_CA_SECRET, e))
+/// Read as a DynamicObject, so that a malformed Secret never reaches kube-rs's own warning (which logs the
+/// response body, the key included), then parsed by the model's Secret parser, which names keys only.
+async fn get(
+    client: &kube::Client,
+    namespace: &str,
+) -> Result<Option<connectors_model::Secret>, KubeError> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), namespace, &secret_resource());
+    match api.get_opt(PROXY_CA_SECRET).await {
+        Ok(None) => Ok(None),
+        Ok(Some(object)) => serde_json::to_value(object)
+            .and_then(serde_json::from_value)
+            .map(Some)
+            .map_err(|e| invalid(namespace, &format!("is not a valid v1 Secret: {e}"))),
+        Err(e) => Err(request_error(
+            "get",
+            "secrets",
+            namespace,
+            PROXY_CA_SECRET,
+            e,
+        )),
+    }
 }
 
-fn ca_from_secret(secret: &Secret, namespace: &str) -> Result<ProxyCa, KubeError> {
+fn ca_from_secret(
+    secret: &connectors_model::Secret,
+    namespace: &str,
+) -> Result<ProxyCa, KubeError> {
     let cert = text(secret, CERT_KEY, namespace)?;
     let key = connectors_model::SecretString::new(text(secret, KEY_KEY, namespace)?);
     from_pem(&cert, key.expose(), namespace)
@@ -126,22 +147,15 @@ fn from_pem(cert: &str, key: &str, namespace: &str) -> Result<ProxyCa, KubeError
 }
 
 /// A key's value as text; the message names the key, never the value.
-fn text(secret: &Secret, key: &str, namespace: &str) -> Result<String, KubeError> {
-    let bytes = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .map(|b| b.0.clone())
-        .or_else(|| {
-            secret
-                .string_data
-                .as_ref()
-                .and_then(|d| d.get(key))
-                .map(|s| s.clone().into_bytes())
-        })
-        .ok_or_else(|| invalid(namespace, &format!("has no key {key}")))?;
-    String::from_utf8(bytes)
-        .map_err(|_| invalid(namespace, &format!("{key} is not UTF-8 PEM text")))
+fn text(
+    secret: &connectors_model::Secret,
+    key: &str,
+    namespace: &str,
+) -> Result<String, KubeError> {
+    secret
+        .text_value(key)
+        .map_err(|e| invalid(namespace, &e.to_string()))?
+        .ok_or_else(|| invalid(namespace, &format!("has no key {key}")))
 }
 
 fn invalid(namespace: &str, reason: &str) -> KubeError {

@@ -5,6 +5,9 @@
 //!   retries with a capped exponential backoff. Each change wakes one rebuild task that waits a moment for more
 //!   changes (debounce) and then resolves everything with [`StaticCatalog::from_resources`], the same resolution
 //!   the file catalog uses, into a new snapshot swapped in whole. Lookups read the current snapshot without locks.
+//!   A connector whose upstream access did not change (same spec and metadata, class, address, credentials, CAs)
+//!   keeps its [`ResolvedConnector::fingerprint`] across rebuilds, so an unrelated change (another connector, a
+//!   status update) leaves the upstream caches keyed by it warm.
 //! - Secrets are read only when a connector references them (`spec.auth.secretRef`, `spec.caCertSecretRef`, in the
 //!   connector's own namespace; a reference to another namespace is refused by the resolution and never fetched):
 //!   a `get` as soon as a reference appears, then a `get` of every referenced Secret each
@@ -104,7 +107,9 @@ struct SecretEntry {
 struct Shared {
     client: kube::Client,
     config: KubeCatalogConfig,
-    current: ArcSwap<StaticCatalog>,
+    current: ArcSwap<Snapshot>,
+    /// "Left out" warnings last logged (invalid resources), to log each once while it lasts.
+    left_out: Mutex<BTreeSet<String>>,
     connectors: Store<DynamicObject>,
     classes: Store<DynamicObject>,
     /// Referenced Secrets by (namespace, name).
@@ -122,6 +127,10 @@ fn connector_resource() -> ApiResource {
         &GroupVersionKind::gvk("connectors.alauda.io", "v1alpha1", "Connector"),
         "connectors",
     )
+}
+
+pub(crate) fn secret_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Secret"), "secrets")
 }
 
 fn class_resource() -> ApiResource {
@@ -150,12 +159,14 @@ impl KubeCatalog {
         let class_writer = reflector::store::Writer::new(class_ar);
         let empty = StaticCatalog::from_resources(SOURCE, Vec::new(), Vec::new(), Vec::new())
             .map_err(|e| KubeError::Catalog(e.to_string()))?;
+        let empty = Snapshot::new(&empty, &[], None);
         let shared = Arc::new(Shared {
             client,
             connectors: connector_writer.as_reader(),
             classes: class_writer.as_reader(),
             config,
             current: ArcSwap::from_pointee(empty),
+            left_out: Mutex::new(BTreeSet::new()),
             secrets: Mutex::new(HashMap::new()),
             reasons: Mutex::new(BTreeMap::new()),
             last_errors: Mutex::new(HashMap::new()),
@@ -214,7 +225,7 @@ impl KubeCatalog {
                 .push(tokio::spawn(refresh_secrets(Arc::clone(&shared))).abort_handle());
         }
         tracing::info!(
-            connectors = shared.current.load().connectors().len(),
+            connectors = shared.current.load().ordered.len(),
             scope = %scope(namespace.as_deref()),
             secrets = shared.config.secrets,
             "catalog synced from the API server"
@@ -244,15 +255,15 @@ impl Drop for KubeCatalog {
 
 impl Catalog for KubeCatalog {
     fn connector(&self, r: &ConnectorRef) -> Option<Arc<ResolvedConnector>> {
-        self.shared.current.load().connector(r)
+        self.shared.current.load().connectors.get(r).cloned()
     }
 
     fn connectors(&self) -> Vec<Arc<ResolvedConnector>> {
-        self.shared.current.load().connectors()
+        self.shared.current.load().ordered.clone()
     }
 
     fn class(&self, name: &str) -> Option<Arc<ConnectorClass>> {
-        self.shared.current.load().class(name)
+        self.shared.current.load().classes.get(name).cloned()
     }
 }
 
@@ -411,8 +422,11 @@ impl Shared {
 
     /// Reads one Secret into the cache; says whether what the catalog sees changed.
     async fn fetch_secret(&self, namespace: &str, name: &str) -> Fetched {
-        let api: Api<k8s_openapi::api::core::v1::Secret> =
-            Api::namespaced(self.client.clone(), namespace);
+        // As a DynamicObject: any JSON object parses, so a malformed Secret never reaches kube-rs's own warning,
+        // which would log the response body (the Secret's values) verbatim. The model's Secret parser names keys
+        // only.
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &secret_resource());
         let (value, error, unreachable) = match api.get_opt(name).await {
             Ok(Some(secret)) => {
                 let version = secret.metadata.resource_version.clone();
@@ -506,13 +520,25 @@ impl Shared {
         } else {
             Vec::new()
         };
-        let Some(catalog) = build(connectors, classes, secrets) else {
+        let class_names: Vec<String> = classes.iter().map(|c| c.metadata.name.clone()).collect();
+        let mut left_out = BTreeSet::new();
+        let built = build(connectors, classes, secrets, &mut left_out);
+        {
+            let mut logged = self.left_out.lock().unwrap_or_else(|p| p.into_inner());
+            for message in left_out.difference(&logged) {
+                tracing::warn!("{message}");
+            }
+            *logged = left_out;
+        }
+        let Some(catalog) = built else {
             return;
         };
+        let previous = self.current.load_full();
+        let snapshot = Snapshot::new(&catalog, &class_names, Some(&previous));
         if self.config.secrets {
-            self.log_reasons(&catalog);
+            self.log_reasons(&snapshot);
         }
-        self.current.store(Arc::new(catalog));
+        self.current.store(Arc::new(snapshot));
     }
 
     /// Makes the Secret cache hold exactly the referenced Secrets (reading new ones now) and returns them.
@@ -550,10 +576,10 @@ impl Shared {
     }
 
     /// Logs each connector's unusable reason when it appears or changes, and when it is fixed.
-    fn log_reasons(&self, catalog: &StaticCatalog) {
+    fn log_reasons(&self, snapshot: &Snapshot) {
         let mut logged = self.reasons.lock().unwrap_or_else(|p| p.into_inner());
         let mut now = BTreeMap::new();
-        for c in catalog.connectors() {
+        for c in &snapshot.ordered {
             match &c.credentials {
                 Err(reason) => {
                     if logged.get(&c.reference) != Some(reason) {
@@ -633,6 +659,7 @@ fn build(
     mut connectors: Vec<Connector>,
     mut classes: Vec<ConnectorClass>,
     mut secrets: Vec<connectors_model::Secret>,
+    left_out: &mut BTreeSet<String>,
 ) -> Option<StaticCatalog> {
     loop {
         // The resolution warns about every unusable connector on every build; `log_reasons` logs changes only.
@@ -654,7 +681,9 @@ fn build(
             | CatalogError::Schema { resource, .. }
             | CatalogError::Duplicate { resource, .. } => resource.clone(),
             _ => {
-                tracing::warn!("cannot build the catalog, keeping the last one: {error}");
+                left_out.insert(format!(
+                    "cannot build the catalog, keeping the last one: {error}"
+                ));
                 return None;
             }
         };
@@ -669,9 +698,79 @@ fn build(
         classes.retain(|c| format!("ConnectorClass {}", c.metadata.name) != resource);
         secrets.retain(|s| format!("Secret {}", s.display_name()) != resource);
         if connectors.len() + classes.len() + secrets.len() == before {
-            tracing::warn!("cannot build the catalog, keeping the last one: {error}");
+            left_out.insert(format!(
+                "cannot build the catalog, keeping the last one: {error}"
+            ));
             return None;
         }
-        tracing::warn!("{resource} is left out of the catalog until fixed: {error}");
+        left_out.insert(format!(
+            "{resource} is left out of the catalog until fixed: {error}"
+        ));
     }
+}
+
+/// What lookups read: the resolution's result, with fingerprints carried over from the previous snapshot where the
+/// upstream access did not change.
+struct Snapshot {
+    connectors: HashMap<ConnectorRef, Arc<ResolvedConnector>>,
+    /// Sorted by reference.
+    ordered: Vec<Arc<ResolvedConnector>>,
+    classes: HashMap<String, Arc<ConnectorClass>>,
+}
+
+impl Snapshot {
+    fn new(catalog: &StaticCatalog, class_names: &[String], previous: Option<&Snapshot>) -> Self {
+        let classes: HashMap<String, Arc<ConnectorClass>> = class_names
+            .iter()
+            .map(String::as_str)
+            .chain([connectors_model::OCI_CLASS_NAME])
+            .filter_map(|name| Some((name.to_owned(), catalog.class(name)?)))
+            .collect();
+        let ordered: Vec<Arc<ResolvedConnector>> = catalog
+            .connectors()
+            .into_iter()
+            .map(|new| {
+                let Some(old) = previous.and_then(|p| {
+                    let old = p.connectors.get(&new.reference)?;
+                    let same_class =
+                        p.classes.get(new.class_name()) == classes.get(new.class_name());
+                    (same_class && same_access(old, &new)).then_some(old)
+                }) else {
+                    return new;
+                };
+                if old.fingerprint == new.fingerprint {
+                    return new;
+                }
+                Arc::new(ResolvedConnector {
+                    reference: new.reference.clone(),
+                    connector: new.connector.clone(),
+                    address: new.address.clone(),
+                    extensions: new.extensions.clone(),
+                    credentials: new.credentials.clone(),
+                    ca_pems: new.ca_pems.clone(),
+                    fingerprint: old.fingerprint,
+                })
+            })
+            .collect();
+        let connectors = ordered
+            .iter()
+            .map(|c| (c.reference.clone(), Arc::clone(c)))
+            .collect();
+        Self {
+            connectors,
+            ordered,
+            classes,
+        }
+    }
+}
+
+/// Everything the fingerprint stands for, except the class (compared by the caller). The status is left out: the
+/// controller writes it, and it does not change how the upstream is reached.
+fn same_access(old: &ResolvedConnector, new: &ResolvedConnector) -> bool {
+    old.connector.spec == new.connector.spec
+        && old.connector.metadata == new.connector.metadata
+        && old.address == new.address
+        && old.extensions == new.extensions
+        && old.credentials == new.credentials
+        && old.ca_pems == new.ca_pems
 }

@@ -3,7 +3,7 @@
 //! Changes are made through the fake's handle, as `kubectl apply` would make them; each test then waits (polling,
 //! with a generous overall timeout, no timing thresholds) until the catalog shows them.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use base64::Engine;
@@ -243,6 +243,31 @@ async fn secret_rotation_is_followed() {
     assert_eq!(password(&catalog, "team-a/prod").as_deref(), Some(FIRST));
     let before = catalog.connector(&r("team-a/prod")).unwrap().fingerprint;
 
+    // Changes that do not touch its upstream access (another connector, a status written by the controller) keep
+    // its fingerprint, so caches keyed by it stay warm.
+    fake.put(connector(
+        "team-a",
+        "other",
+        "oci",
+        "https://o.example",
+        None,
+    ))
+    .unwrap();
+    let mut with_status = connector("team-a", "prod", "oci", "https://r.example", Some("creds"));
+    with_status["status"] = json!({"conditions": [{"type": "Ready", "status": "True"}]});
+    fake.put(with_status).unwrap();
+    wait_until("both changes arrive", || {
+        address(&catalog, "team-a/other").is_some()
+            && catalog
+                .connector(&r("team-a/prod"))
+                .is_some_and(|c| c.connector.status.is_some())
+    })
+    .await;
+    assert_eq!(
+        catalog.connector(&r("team-a/prod")).unwrap().fingerprint,
+        before
+    );
+
     fake.put(secret("team-a", "creds", SECOND)).unwrap();
     wait_until("the rotated password arrives", || {
         password(&catalog, "team-a/prod").as_deref() == Some(SECOND)
@@ -383,6 +408,10 @@ async fn api_server_down_serves_the_last_snapshot_then_catches_up() {
     let catalog = start(&fake, config()).await;
 
     fake.set_down(true);
+    // The fake closes new connections at once, so failed attempts leave no trace to wait for: give the cut watches
+    // and several Secret refresh rounds time to fail, before and after the changes (this only lengthens the test;
+    // nothing is measured) ...
+    tokio::time::sleep(Duration::from_secs(1)).await;
     // Changes the catalog cannot see while the fake is down.
     fake.put(secret("team-a", "creds", SECOND)).unwrap();
     fake.put(connector(
@@ -394,9 +423,7 @@ async fn api_server_down_serves_the_last_snapshot_then_catches_up() {
     ))
     .unwrap();
     assert!(fake.delete(V1A1, "Connector", "team-a", "old"));
-    // The fake closes new connections at once, so failed attempts leave no trace to wait for: give the watches
-    // and several Secret refresh rounds time to fail (this only lengthens the test; nothing is measured) ...
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     // ... and it still answers from its last snapshot.
     assert_eq!(password(&catalog, "team-a/prod").as_deref(), Some(FIRST));
     assert!(address(&catalog, "team-a/old").is_some());
@@ -429,6 +456,8 @@ async fn relists_after_the_history_is_compacted() {
     // While the fake is down, the catalog cannot follow; the history it would resume from is then compacted, so
     // its next watch gets 410 Gone and it must list again to see the changes.
     fake.set_down(true);
+    // Let the fake cut the open watch first (a change made at the same moment could still slip through it).
+    tokio::time::sleep(Duration::from_millis(300)).await;
     fake.put(connector(
         "team-a",
         "new",
@@ -499,4 +528,99 @@ async fn a_connector_invalid_on_its_own_does_not_hide_the_others() {
         address(&catalog, "team-a/bad").is_some()
     })
     .await;
+}
+
+/// Everything logged by this test binary (all tests: the canary check then covers them all).
+fn logs() -> String {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    let buffer = LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = Arc::clone(&buffer);
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || Captured(Arc::clone(&writer)))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        buffer
+    });
+    String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned()
+}
+
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_say_what_to_fix_and_never_a_password() {
+    logs();
+    let canary = "canary-pass-5f3a9c";
+    let fake = FakeApiServer::start().await.unwrap();
+
+    // Down at start: the watch errors are logged at warn, and start fails.
+    fake.set_down(true);
+    let config_short = KubeCatalogConfig {
+        initial_sync_timeout: Duration::from_millis(500),
+        ..config()
+    };
+    assert!(
+        KubeCatalog::start(client(&fake), config_short)
+            .await
+            .is_err()
+    );
+    assert!(logs().contains("WARN"), "{}", logs());
+    assert!(
+        logs().contains("watch of connectors.connectors.alauda.io in all namespaces failed")
+            && logs().contains("retrying"),
+        "{}",
+        logs()
+    );
+    fake.set_down(false);
+
+    // A Secret of the wrong type holding the canary: the connector is unusable, and the reason is logged.
+    let mut opaque = secret("team-l", "creds", canary);
+    opaque["type"] = json!("Opaque");
+    fake.put(opaque).unwrap();
+    fake.put(connector(
+        "team-l",
+        "prod",
+        "oci",
+        "https://r.example",
+        Some("creds"),
+    ))
+    .unwrap();
+    let catalog = start(&fake, config()).await;
+    assert!(reason(&catalog, "team-l/prod").is_some());
+    assert!(
+        logs().contains("connector is unusable") && logs().contains("team-l/creds"),
+        "{}",
+        logs()
+    );
+
+    // A Secret that is not valid (a data value that is not base64, holding the canary).
+    fake.put(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "creds", "namespace": "team-l"},
+        "type": "cpaas.io/distribution-registry-token",
+        "data": {"username": "cm9ib3Q=", "password": format!("{canary}!!")},
+    }))
+    .unwrap();
+    wait_until("the invalid Secret is reported", || {
+        reason(&catalog, "team-l/prod").is_some_and(|w| w.contains("base64"))
+            && logs().contains("base64")
+    })
+    .await;
+
+    let all = logs();
+    for password in [canary, FIRST, SECOND] {
+        assert!(!all.contains(password), "a password was logged:\n{all}");
+    }
 }

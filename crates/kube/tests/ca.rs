@@ -93,3 +93,19 @@ async fn a_broken_ca_secret_is_reported_without_its_key() {
     // Nothing was replaced.
     assert_eq!(fake.list("v1", "Secret").len(), 1);
 }
+
+#[tokio::test]
+async fn missing_rbac_names_the_verb() {
+    let fake = FakeApiServer::start().await.unwrap();
+    fake.forbid_call("create secrets");
+    let err = load_or_create_proxy_ca(&client(&fake), NS)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KubeError::Forbidden { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("may not create secrets in namespace connectors-system"),
+        "{msg}"
+    );
+    assert!(fake.list("v1", "Secret").is_empty());
+}

@@ -624,3 +624,51 @@ async fn logs_say_what_to_fix_and_never_a_password() {
         assert!(!all.contains(password), "a password was logged:\n{all}");
     }
 }
+
+#[tokio::test]
+async fn missing_rbac_is_named_in_the_error_and_the_reason() {
+    logs();
+    let fake = FakeApiServer::start().await.unwrap();
+    fake.forbid_call("list connectorclasses");
+    let err = KubeCatalog::start(
+        client(&fake),
+        KubeCatalogConfig {
+            initial_sync_timeout: Duration::from_millis(500),
+            ..config()
+        },
+    )
+    .await
+    .err()
+    .expect("no sync without list on connectorclasses");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("forbidden")
+            && msg.contains("list and watch connectorclasses.connectors.alauda.io")
+            && msg.contains("ClusterRole"),
+        "{msg}"
+    );
+    fake.clear_forbidden_calls();
+
+    // Without get on Secrets the connector stays (unusable); granting it later is picked up by the refresh.
+    fake.forbid_call("get secrets");
+    fake.put(secret("team-a", "creds", FIRST)).unwrap();
+    fake.put(connector(
+        "team-a",
+        "prod",
+        "oci",
+        "https://r.example",
+        Some("creds"),
+    ))
+    .unwrap();
+    let catalog = start(&fake, config()).await;
+    assert!(reason(&catalog, "team-a/prod").is_some());
+    wait_until("the missing verb is logged", || {
+        logs().contains("may not get secrets in namespace team-a")
+    })
+    .await;
+    fake.clear_forbidden_calls();
+    wait_until("the connector becomes usable", || {
+        password(&catalog, "team-a/prod").as_deref() == Some(FIRST)
+    })
+    .await;
+}

@@ -51,6 +51,8 @@ const CONNECTORS: &str = "connectors.connectors.alauda.io";
 const CLASSES: &str = "connectorclasses.connectors.alauda.io";
 /// How long the rebuild task waits for more changes after one arrived.
 const DEBOUNCE: Duration = Duration::from_millis(50);
+/// How messages name the scope of ConnectorClasses.
+const CLUSTER_WIDE: &str = "(cluster-scoped)";
 /// The name resources carry in resolution errors.
 const SOURCE: &str = "api-server";
 
@@ -181,7 +183,7 @@ impl KubeCatalog {
                     connector_api,
                     connector_writer,
                     CONNECTORS,
-                    namespace.clone(),
+                    scope(namespace.as_deref()),
                 ))
                 .abort_handle(),
                 tokio::spawn(follow(
@@ -189,7 +191,7 @@ impl KubeCatalog {
                     class_api,
                     class_writer,
                     CLASSES,
-                    None,
+                    CLUSTER_WIDE.to_owned(),
                 ))
                 .abort_handle(),
             ],
@@ -197,18 +199,19 @@ impl KubeCatalog {
         };
 
         let timeout = shared.config.initial_sync_timeout;
-        for (store, resource, ns) in [
-            (&shared.connectors, CONNECTORS, namespace.as_deref()),
-            (&shared.classes, CLASSES, None),
+        let deadline = tokio::time::Instant::now() + timeout;
+        for (store, resource, scope) in [
+            (&shared.connectors, CONNECTORS, scope(namespace.as_deref())),
+            (&shared.classes, CLASSES, CLUSTER_WIDE.to_owned()),
         ] {
-            let ready = tokio::time::timeout(timeout, store.wait_until_ready()).await;
+            let ready = tokio::time::timeout_at(deadline, store.wait_until_ready()).await;
             if !matches!(ready, Ok(Ok(()))) {
                 let last_error = shared
                     .last_error(resource)
                     .unwrap_or_else(|| "no answer and no error reported".to_owned());
                 return Err(KubeError::InitialSync {
                     resource,
-                    scope: scope(ns),
+                    scope,
                     timeout,
                     last_error,
                 });
@@ -273,7 +276,7 @@ async fn follow(
     api: Api<DynamicObject>,
     writer: reflector::store::Writer<DynamicObject>,
     resource: &'static str,
-    namespace: Option<String>,
+    scope: String,
 ) {
     let stream = watcher(api, watcher::Config::default())
         .backoff(CappedBackoff::default())
@@ -291,7 +294,7 @@ async fn follow(
                 shared.changed.notify_one();
             }
             Err(e) => {
-                let hint = watch_hint(&e, resource, namespace.as_deref());
+                let hint = watch_hint(&e, resource, &scope);
                 if is_gone(&e) {
                     tracing::info!(resource, "{hint}");
                 } else {
@@ -313,7 +316,7 @@ fn is_gone(e: &watcher::Error) -> bool {
 }
 
 /// What a watch error means and what to do about it.
-fn watch_hint(e: &watcher::Error, resource: &str, namespace: Option<&str>) -> String {
+fn watch_hint(e: &watcher::Error, resource: &str, where_: &str) -> String {
     let status = match e {
         watcher::Error::InitialListFailed(kube::Error::Api(s))
         | watcher::Error::WatchStartFailed(kube::Error::Api(s))
@@ -321,7 +324,6 @@ fn watch_hint(e: &watcher::Error, resource: &str, namespace: Option<&str>) -> St
         watcher::Error::WatchError(s) => Some(s.as_ref()),
         _ => None,
     };
-    let where_ = scope(namespace);
     match status.map(|s| s.code) {
         Some(403) => format!(
             "forbidden: this ServiceAccount may not list and watch {resource} {where_}; grant verbs get, list, watch on it in its ClusterRole (deploy/) — retrying"
@@ -553,14 +555,17 @@ impl Shared {
                 .cloned()
                 .collect()
         };
-        for (namespace, name) in new {
-            self.secrets().insert(
-                (namespace.clone(), name.clone()),
+        // All in the cache first: those not read now are read by the next refresh.
+        self.secrets().extend(new.iter().map(|k| {
+            (
+                k.clone(),
                 SecretEntry {
                     value: Cached::Unknown,
                     error: None,
                 },
-            );
+            )
+        }));
+        for (namespace, name) in new {
             if let Fetched::Unreachable = self.fetch_secret(&namespace, &name).await {
                 // The refresh task reads it once the API server answers again.
                 break;

@@ -6,13 +6,11 @@
 //! replicas starting at once both generate one, but `create` admits only one Secret of that name: the loser gets
 //! 409 AlreadyExists and reads the winner's, so both end up with the same CA.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
+use base64::Engine as _;
 use connectors_proxy::ca::ProxyCa;
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DynamicObject, ObjectMeta, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 
 use crate::KubeError;
 use crate::catalog::secret_resource;
@@ -31,35 +29,27 @@ pub async fn load_or_create_proxy_ca(
     client: &kube::Client,
     namespace: &str,
 ) -> Result<ProxyCa, KubeError> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     if let Some(secret) = get(client, namespace).await? {
         return ca_from_secret(&secret, namespace);
     }
     let (cert_pem, key_pem) =
         ProxyCa::generate_pem().map_err(|e| KubeError::Generate(e.to_string()))?;
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(PROXY_CA_SECRET.to_owned()),
-            namespace: Some(namespace.to_owned()),
-            labels: Some(BTreeMap::from([(
-                "app.kubernetes.io/name".to_owned(),
-                "connectors-proxy".to_owned(),
-            )])),
-            ..Default::default()
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    // A DynamicObject, read back as one too: see `get`.
+    let secret: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": PROXY_CA_SECRET,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/name": "connectors-proxy"},
         },
-        type_: Some(TLS_TYPE.to_owned()),
-        data: Some(BTreeMap::from([
-            (
-                CERT_KEY.to_owned(),
-                ByteString(cert_pem.clone().into_bytes()),
-            ),
-            (
-                KEY_KEY.to_owned(),
-                ByteString(key_pem.expose().as_bytes().to_vec()),
-            ),
-        ])),
-        ..Default::default()
-    };
+        "type": TLS_TYPE,
+        "data": {CERT_KEY: b64(&cert_pem), KEY_KEY: b64(key_pem.expose())},
+    }))
+    .map_err(|e| KubeError::Generate(e.to_string()))?;
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), namespace, &secret_resource());
     match api.create(&PostParams::default(), &secret).await {
         Ok(_) => {
             tracing::info!(secret = %format!("{namespace}/{PROXY_CA_SECRET}"), "created the proxy CA");

@@ -382,7 +382,9 @@ async fn rebuilds(shared: Arc<Shared>) {
 
 /// Reads every referenced Secret again each interval, until aborted.
 async fn refresh_secrets(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(shared.config.secret_refresh);
+    // `interval` refuses zero.
+    let every = shared.config.secret_refresh.max(Duration::from_millis(10));
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {

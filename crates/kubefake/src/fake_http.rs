@@ -210,12 +210,19 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Response<Body> {
             None => format!("{verb} {}", t.res.plural),
         },
     };
-    state.count(call);
+    state.count(call.clone());
     if *state.down.borrow() {
         return fail(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",
             "the fake API server is switched down",
+        );
+    }
+    if state.forbidden().contains(&call) {
+        return fail(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!("the fake API server forbids {call:?} (FakeHandle::forbid_call)"),
         );
     }
     let Some(t) = target else {

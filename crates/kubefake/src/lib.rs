@@ -33,7 +33,7 @@ mod merge;
 mod review;
 mod store;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -142,6 +142,8 @@ pub(crate) struct State {
     pub store: Mutex<Store>,
     pub reviews: Mutex<review::Tables>,
     pub counts: Mutex<BTreeMap<String, u64>>,
+    /// Kinds of call answered 403 (see [`FakeHandle::forbid_call`]).
+    pub forbidden: Mutex<BTreeSet<String>>,
     /// Live watch events, after they are in the store's history.
     pub events: broadcast::Sender<Arc<store::Event>>,
     /// `true` while the fake is "down".
@@ -155,6 +157,10 @@ impl State {
 
     pub fn reviews(&self) -> MutexGuard<'_, review::Tables> {
         self.reviews.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn forbidden(&self) -> MutexGuard<'_, BTreeSet<String>> {
+        self.forbidden.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn count(&self, call: String) {
@@ -184,6 +190,7 @@ impl FakeApiServer {
             store: Mutex::new(Store::default()),
             reviews: Mutex::new(review::Tables::default()),
             counts: Mutex::new(BTreeMap::new()),
+            forbidden: Mutex::new(BTreeSet::new()),
             events,
             down: watch::channel(false).0,
         });
@@ -322,6 +329,17 @@ impl FakeHandle {
     /// `"watch connectors"`, `"patch connectors/status"`.
     pub fn request_count(&self, call: &str) -> u64 {
         self.request_counts().get(call).copied().unwrap_or(0)
+    }
+
+    /// Answers every request of one kind of call (as named by [`FakeHandle::request_count`], e.g.
+    /// `"list connectors"`) with 403 Forbidden, as for a ServiceAccount missing that RBAC verb.
+    pub fn forbid_call(&self, call: &str) {
+        self.state.forbidden().insert(call.to_owned());
+    }
+
+    /// Undoes every [`FakeHandle::forbid_call`].
+    pub fn clear_forbidden_calls(&self) {
+        self.state.forbidden().clear();
     }
 
     /// All request counts by kind of call.

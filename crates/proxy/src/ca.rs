@@ -138,6 +138,14 @@ impl ProxyCa {
         })
     }
 
+    /// A fresh CA of the kind [`ProxyCa::load_or_create`] writes, as PEM text: the certificate and the PKCS#8
+    /// private key, for callers that store it elsewhere (the proxy's Kubernetes Secret). Load it with
+    /// [`ProxyCa::from_pem`].
+    pub fn generate_pem() -> Result<(String, connectors_model::SecretString), CaError> {
+        let (cert_pem, key_pem) = generate_ca()?;
+        Ok((cert_pem, connectors_model::SecretString::new(key_pem)))
+    }
+
     /// The CA certificate (PEM): what clients must trust.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod controller_cmd;
+mod csi_kube;
+mod proxy_cmd;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -73,6 +75,10 @@ enum Command {
     /// Print the Kubernetes manifests of the distributed deployment (what `kubectl kustomize deploy/`
     /// builds); `manifests crds` prints only the CustomResourceDefinitions.
     Manifests(manifests::ManifestsArgs),
+    /// Kubernetes: serve the proxy of the distributed deployment. Connectors and Secrets come from the
+    /// API server, workloads authenticate with their ServiceAccount tokens (TokenReview, then a
+    /// SubjectAccessReview per connector), and the forward-mode CA is kept in Secret `connectors-proxy-ca`.
+    Proxy(proxy_cmd::ProxyArgs),
     /// Kubernetes: keep every Connector's status (conditions, proxy address) and its proxy Service
     /// `c-<name>` current, probing registries periodically. Replicas elect one leader with a Lease.
     Controller(controller_cmd::ControllerArgs),
@@ -202,19 +208,18 @@ struct CsiArgs {
     /// This node's name, returned by NodeGetInfo.
     #[arg(long, env = "NODE_NAME")]
     node_id: String,
-    /// The proxy as pods reach it (written into http.proxy, .env, config.json …).
-    #[arg(
-        long,
-        env = "CONNECTORS_PROXY_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    proxy_url: String,
+    /// The proxy as pods reach it (written into http.proxy, .env, config.json …). Default: embedded
+    /// mode `http://127.0.0.1:8080`; with --kube the proxy's Service (see --proxy-service).
+    #[arg(long, env = "CONNECTORS_PROXY_URL")]
+    proxy_url: Option<String>,
     /// Refuse volumes that name more than one connector (the `enable-multi-connector` flag off).
     #[arg(long)]
     single_connector: bool,
     /// Do not mount a tmpfs on each volume (write into the target folder as it is).
     #[arg(long)]
     no_tmpfs: bool,
+    #[command(flatten)]
+    kube: csi_kube::CsiKubeArgs,
 }
 
 #[derive(Args)]
@@ -260,6 +265,7 @@ fn main() -> ExitCode {
             Command::Csi(args) => csi(args).await,
             Command::Manifests(args) => manifests::run(args).map(|()| ExitCode::SUCCESS),
             Command::Controller(args) => controller_cmd::controller(args).await,
+            Command::Proxy(args) => proxy_cmd::proxy(args).await,
         }
     });
     match result {
@@ -461,11 +467,38 @@ fn render(args: RenderArgs) -> Result<ExitCode> {
 }
 
 async fn csi(args: CsiArgs) -> Result<ExitCode> {
+    if args.kube.kube {
+        if args.single_connector {
+            bail!(
+                "--single-connector is for embedded mode; with --kube set enable-multi-connector: \"false\" in ConfigMap connectors-config"
+            );
+        }
+        let kube = args
+            .kube
+            .driver(&args.node_id, args.proxy_url.as_deref(), !args.no_tmpfs)
+            .await?;
+        let driver =
+            connectors_csi::Driver::new(kube.config, kube.catalog, kube.tokens, kube.authorize);
+        println!(
+            "CSI driver {} on {} (Kubernetes mode)",
+            connectors_csi::DRIVER_NAME,
+            args.endpoint
+        );
+        connectors_csi::serve(&args.endpoint, driver, shutdown_signal())
+            .await
+            .context("serving the CSI driver")?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let catalog = load_catalog(&args.catalog)?;
     let _watch = catalog.spawn_watch(Duration::from_secs(1));
     let tokens = Arc::new(load_tokens(&args.state)?);
     let ca = ProxyCa::load_or_create(&args.state.state_dir).context("preparing the proxy CA")?;
-    let proxy_url = args.proxy_url.trim_end_matches('/').to_owned();
+    let proxy_url = args
+        .proxy_url
+        .as_deref()
+        .unwrap_or("http://127.0.0.1:8080")
+        .trim_end_matches('/')
+        .to_owned();
     let base = proxy_url.clone();
     let mut config = connectors_csi::DriverConfig::new(
         args.node_id.clone(),

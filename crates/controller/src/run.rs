@@ -207,7 +207,11 @@ async fn get_secrets(
     connector: &Connector,
 ) -> Result<Vec<Secret>, ReconcileError> {
     let namespace = connector.metadata.namespace_or_default();
-    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), namespace);
+    // Read untyped: when a Secret does not parse into the typed struct (say, `data` that is not base64),
+    // kube-rs logs the raw response body, which would put the Secret's values into the log.
+    let resource = kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&());
+    let api: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), namespace, &resource);
     let names = connector
         .spec
         .auth

@@ -341,6 +341,28 @@ async fn reverse_mode_with_serviceaccount_tokens() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // What the proxies asked the API server is within deploy/proxy.yaml's RBAC (which grants Secrets `get`
+    // only, and `create` in the components namespace for the CA).
+    let allowed = [
+        "get connectors",
+        "list connectors",
+        "watch connectors",
+        "get connectorclasses",
+        "list connectorclasses",
+        "watch connectorclasses",
+        "get secrets",
+        "create secrets",
+        "get configmaps",
+        "create tokenreviews",
+        "create subjectaccessreviews",
+    ];
+    for call in fake.request_counts().keys() {
+        assert!(
+            allowed.contains(&call.as_str()),
+            "the proxy made a call its RBAC does not grant: {call}"
+        );
+    }
+
     let log = proxy.log();
     assert!(!log.is_empty());
     assert_no_canary(&log, "the proxy's log");

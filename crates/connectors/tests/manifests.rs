@@ -711,8 +711,6 @@ fn rbac_is_least_privilege() {
             "connectors.alauda.io/connectorclasses list *",
             "connectors.alauda.io/connectorclasses watch *",
             "/secrets get *",
-            "/secrets list *",
-            "/secrets watch *",
         ])
     );
     assert_eq!(

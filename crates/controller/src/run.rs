@@ -72,6 +72,16 @@ struct Context {
     client: Client,
     access: UpstreamAccess,
     config: ControllerConfig,
+    /// The status this controller last wrote per Connector (uid): generation, status, when. A status
+    /// write wakes the controller again for the same Connector; when the object still carries exactly
+    /// what was written, that wake-up is skipped instead of probing the registry a second time.
+    written: std::sync::Mutex<std::collections::HashMap<String, Written>>,
+}
+
+struct Written {
+    generation: Option<i64>,
+    status: serde_json::Value,
+    at: std::time::Instant,
 }
 
 /// Runs the controller until `shutdown` completes. Call it only while holding the leader lease
@@ -88,6 +98,7 @@ pub async fn run(
         client,
         access,
         config,
+        written: Default::default(),
     });
     Controller::new_with(api, watcher::Config::default(), resource)
         .graceful_shutdown_on(shutdown)
@@ -99,6 +110,24 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// `Some(wait)` when this reconcile was caused by the controller's own status write: the object has the
+/// same generation and exactly the status written less than half a re-probe interval ago. The next probe
+/// then waits for the rest of the interval.
+fn own_write_echo(
+    ctx: &Context,
+    uid: &str,
+    generation: Option<i64>,
+    stored: &Option<serde_json::Value>,
+) -> Option<Duration> {
+    let written = ctx.written.lock().ok()?;
+    let last = written.get(uid)?;
+    let elapsed = last.at.elapsed();
+    let echo = last.generation == generation
+        && stored.as_ref() == Some(&last.status)
+        && elapsed < ctx.config.reprobe / 2;
+    echo.then(|| ctx.config.reprobe.saturating_sub(elapsed))
 }
 
 fn error_policy(_: Arc<DynamicObject>, error: &ReconcileError, _: Arc<Context>) -> Action {
@@ -130,13 +159,17 @@ async fn reconcile(
         }
     })?;
 
+    let uid = object.metadata.uid.clone().unwrap_or_default();
+    if let Some(wait) = own_write_echo(&ctx, &uid, connector.metadata.generation, &stored_status) {
+        return Ok(Action::requeue(wait));
+    }
+
     let class = get_class(&ctx.client, &connector.spec.connector_class_name).await?;
     let secrets = get_secrets(&ctx.client, &connector).await?;
     let resolver = class
         .as_ref()
         .map(|c| Resolver::from_annotation(c.proxy_resolver()))
         .unwrap_or(Resolver::Path);
-    let uid = object.metadata.uid.clone().unwrap_or_default();
     let proxy_service = ensure_service(&ctx, &reference, &uid).await;
 
     let fresh = evaluate(
@@ -169,9 +202,21 @@ async fn reconcile(
         }),
     };
     // Writing an unchanged status would only wake this controller again.
-    let unchanged = stored_status
-        .as_ref()
-        .is_some_and(|s| *s == serde_json::to_value(&status).unwrap_or_default());
+    let status_value = serde_json::to_value(&status).unwrap_or_default();
+    let unchanged = stored_status.as_ref().is_some_and(|s| *s == status_value);
+    if let Ok(mut written) = ctx.written.lock() {
+        // Only entries younger than half an interval are ever used; older ones (deleted Connectors) go.
+        let keep = ctx.config.reprobe;
+        written.retain(|_, w| w.at.elapsed() < keep);
+        written.insert(
+            uid.clone(),
+            Written {
+                generation: connector.metadata.generation,
+                status: status_value,
+                at: std::time::Instant::now(),
+            },
+        );
+    }
     if !unchanged {
         let api: Api<DynamicObject> =
             Api::namespaced_with(ctx.client.clone(), &namespace, &connector_resource());

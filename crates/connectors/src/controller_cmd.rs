@@ -12,18 +12,8 @@ use crate::{ResolveArgs, resolve_overrides, shutdown_signal};
 
 #[derive(Args)]
 pub struct ControllerArgs {
-    /// The API server to talk to. Default: the in-cluster configuration (the pod's ServiceAccount),
-    /// else $KUBECONFIG / ~/.kube/config.
-    #[arg(long, env = "CONNECTORS_KUBE_URL", value_name = "URL")]
-    kube_url: Option<String>,
-    /// The namespace of the proxy's Service and of the leader Lease.
-    #[arg(
-        long,
-        env = "POD_NAMESPACE",
-        default_value = "connectors-system",
-        value_name = "NAMESPACE"
-    )]
-    components_namespace: String,
+    #[command(flatten)]
+    kube: crate::kube_args::KubeArgs,
     /// The proxy's Service in the components namespace; each Connector's Service `c-<name>` points at it.
     #[arg(
         long,
@@ -81,14 +71,14 @@ pub async fn controller(args: ControllerArgs) -> Result<ExitCode> {
         ));
         tracing::info!(%addr, "admin listener: /healthz, /readyz");
     }
-    let client = kube_client(args.kube_url.as_deref()).await?;
+    let client = args.kube.client().await?;
     let access = UpstreamAccess::new(resolve_overrides(&args.resolve)?);
-    let mut lease = LeaseConfig::new(&args.components_namespace, &args.identity);
+    let mut lease = LeaseConfig::new(&args.kube.components_namespace, &args.identity);
     lease.duration = args.lease_duration.max(Duration::from_secs(2));
     lease.renew = lease.duration / 3;
     let elector = LeaderElector::new(client.clone(), lease);
     let config = ControllerConfig {
-        components_namespace: args.components_namespace,
+        components_namespace: args.kube.components_namespace,
         proxy_service: args.proxy_service,
         cluster_domain: args.cluster_domain,
         exposed: args.exposed_address,
@@ -118,19 +108,4 @@ pub async fn controller(args: ControllerArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// A client for `url` (plain `http://` is fine, for a local API server), or the inferred
-/// configuration (in-cluster, then kubeconfig).
-pub async fn kube_client(url: Option<&str>) -> Result<kube::Client> {
-    let config = match url {
-        Some(u) => kube::Config::new(
-            u.parse()
-                .with_context(|| format!("--kube-url {u:?} is not a URL"))?,
-        ),
-        None => kube::Config::infer().await.context(
-            "no Kubernetes configuration: run in a pod with a ServiceAccount, set KUBECONFIG, or pass --kube-url",
-        )?,
-    };
-    kube::Client::try_from(config).context("cannot build a Kubernetes client")
 }

@@ -16,8 +16,6 @@ use connectors_kube::{
 };
 use connectors_model::ConnectorRef;
 
-use crate::controller_cmd::kube_client;
-
 #[derive(Args)]
 #[command(next_help_heading = "Kubernetes (with --kube)")]
 pub struct CsiKubeArgs {
@@ -27,18 +25,8 @@ pub struct CsiKubeArgs {
     /// (--catalog file, locally signed tokens).
     #[arg(long, env = "CONNECTORS_CSI_KUBE")]
     pub kube: bool,
-    /// The API server to talk to. Default: the in-cluster configuration (the pod's ServiceAccount),
-    /// else $KUBECONFIG / ~/.kube/config.
-    #[arg(long, env = "CONNECTORS_KUBE_URL", value_name = "URL")]
-    kube_url: Option<String>,
-    /// Where ConfigMap `connectors-config` and Secret `connectors-proxy-ca` live.
-    #[arg(
-        long,
-        env = "POD_NAMESPACE",
-        default_value = "connectors-system",
-        value_name = "NAMESPACE"
-    )]
-    components_namespace: String,
+    #[command(flatten)]
+    api: crate::kube_args::KubeArgs,
     /// The audience of the kubelet token to hand to the pod: the `tokenRequests[].audience` of CSIDriver
     /// `connectors-csi`, and one of the proxy's `--audience`s.
     #[arg(long, env = "CONNECTORS_TOKEN_AUDIENCE", default_value = connectors_kube::PROXY_AUDIENCE)]
@@ -101,7 +89,7 @@ impl CsiKubeArgs {
         proxy_url: Option<&str>,
         mount_tmpfs: bool,
     ) -> Result<KubeDriver> {
-        let client = kube_client(self.kube_url.as_deref()).await?;
+        let client = self.api.client().await?;
         let ca_pem = self.wait_for_ca(&client).await?;
         let catalog: Arc<dyn Catalog> = KubeCatalog::start(
             client.clone(),
@@ -119,7 +107,7 @@ impl CsiKubeArgs {
             Some(u) => u.trim_end_matches('/').to_owned(),
             None => format!(
                 "http://{}.{}.svc.{}",
-                self.proxy_service, self.components_namespace, self.cluster_domain
+                self.proxy_service, self.api.components_namespace, self.cluster_domain
             ),
         };
         let for_urls = catalog.clone();
@@ -128,7 +116,7 @@ impl CsiKubeArgs {
             connector_url(for_urls.as_ref(), r, &domain)
         });
         let kube = KubeCsiConfig {
-            components_namespace: self.components_namespace.clone(),
+            components_namespace: self.api.components_namespace.clone(),
             flag_ttl: self.flag_ttl,
         };
         config.flags = Some(Arc::new(KubeFlags::new(client.clone(), &kube)));
@@ -148,7 +136,8 @@ impl CsiKubeArgs {
     async fn wait_for_ca(&self, client: &kube::Client) -> Result<String> {
         let mut logged = false;
         loop {
-            match connectors_kube::read_proxy_ca_cert(client, &self.components_namespace).await {
+            match connectors_kube::read_proxy_ca_cert(client, &self.api.components_namespace).await
+            {
                 Ok(pem) => return Ok(pem),
                 Err(e) if !logged => {
                     tracing::warn!(error = %e, "waiting for the proxy CA; retrying every 5 s");

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 mod controller_cmd;
 mod csi_kube;
+mod kube_args;
 mod proxy_cmd;
 
 use anyhow::{Context, Result, bail};

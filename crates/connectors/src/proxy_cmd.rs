@@ -15,26 +15,14 @@ use connectors_catalog::Catalog;
 use connectors_kube::{KubeCatalog, KubeCatalogConfig, KubeReview, KubeReviewConfig};
 use connectors_proxy::ca::ProxyCa;
 
-use crate::controller_cmd::kube_client;
 use crate::{resolve_overrides, serve};
 
 #[derive(Args)]
 pub struct ProxyArgs {
     #[command(flatten)]
     serve: serve::ServeArgs,
-    /// The API server to talk to. Default: the in-cluster configuration (the pod's ServiceAccount),
-    /// else $KUBECONFIG / ~/.kube/config.
-    #[arg(long, env = "CONNECTORS_KUBE_URL", value_name = "URL")]
-    kube_url: Option<String>,
-    /// Where Secret `connectors-proxy-ca` (the forward-mode CA, created by the first replica that finds
-    /// it missing) and ConfigMap `connectors-config` (feature flags) live.
-    #[arg(
-        long,
-        env = "POD_NAMESPACE",
-        default_value = "connectors-system",
-        value_name = "NAMESPACE"
-    )]
-    components_namespace: String,
+    #[command(flatten)]
+    kube: crate::kube_args::KubeArgs,
     /// Serve only the Connectors of this namespace (default: all namespaces; the RBAC in deploy/ grants
     /// cluster-wide read access).
     #[arg(long, env = "CONNECTORS_WATCH_NAMESPACE", value_name = "NAMESPACE")]
@@ -88,16 +76,16 @@ pub async fn proxy(args: ProxyArgs) -> Result<ExitCode> {
     let local = listener
         .local_addr()
         .context("reading the listening address")?;
-    let client = kube_client(args.kube_url.as_deref()).await?;
+    let client = args.kube.client().await?;
 
     let ca = Arc::new(match (&args.ca_cert, &args.ca_key) {
         (Some(cert), Some(key)) => ProxyCa::load(cert, key).context("loading the proxy CA")?,
-        _ => connectors_kube::load_or_create_proxy_ca(&client, &args.components_namespace)
+        _ => connectors_kube::load_or_create_proxy_ca(&client, &args.kube.components_namespace)
             .await
             .with_context(|| {
                 format!(
                     "preparing the proxy CA in Secret {}/{}",
-                    args.components_namespace,
+                    args.kube.components_namespace,
                     connectors_kube::PROXY_CA_SECRET
                 )
             })?,
@@ -120,7 +108,7 @@ pub async fn proxy(args: ProxyArgs) -> Result<ExitCode> {
         KubeReviewConfig {
             audiences: args.audiences.clone(),
             accept_api_server_audience: !args.strict_audience,
-            components_namespace: args.components_namespace.clone(),
+            components_namespace: args.kube.components_namespace.clone(),
             ttl: args.review_ttl,
         },
     ));

@@ -201,6 +201,29 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.unwrap()
 }
 
+/// Runs skopeo with `args` (and `env`) off the runtime; asserts that it succeeded and that the canary is in
+/// neither of its outputs.
+async fn skopeo_ok(args: &[&str], env: &[(&str, &str)], what: &str) {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let what = what.to_owned();
+    blocking(move || {
+        let mut skopeo = Skopeo::new();
+        for (k, v) in &env {
+            skopeo = skopeo.env(k, v);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = skopeo.run(&args);
+        assert_no_canary(&out.stdout, &what);
+        assert_no_canary(&out.stderr, &what);
+        out.assert_success(&what);
+    })
+    .await;
+}
+
 fn ca_secret_cert(handle: &FakeHandle) -> Option<String> {
     let s = handle.get("v1", "Secret", COMPONENTS, "connectors-proxy-ca")?;
     let b64 = s["data"]["tls.crt"].as_str()?;
@@ -252,43 +275,29 @@ async fn reverse_mode_with_serviceaccount_tokens() {
     let image = OciLayout::build(work.path().join("img"), "v1", &[64 * 1024, 1024 * 1024 + 3]);
     let auth = AuthFile::write(work.path(), &proxy.addr.to_string(), "workload", &builder);
     let dest = proxy.image_ref("reg", "team/app:v1");
-    let (oci, auth_s, dest_c) = (
-        image.oci_ref(),
-        auth.to_str().unwrap().to_owned(),
-        dest.clone(),
-    );
-    let out = blocking(move || {
-        Skopeo::new().run(&[
-            "copy",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            "--dest-authfile",
-            &auth_s,
-            &oci,
-            &dest_c,
-        ])
-    })
-    .await;
-    assert_no_canary(&out.stdout, "skopeo push");
-    assert_no_canary(&out.stderr, "skopeo push");
-    out.assert_success("skopeo push through connectors proxy");
+    let auth = auth.to_str().unwrap();
+    let oci = image.oci_ref();
+    let push = [
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--dest-authfile",
+        auth,
+        &oci,
+        &dest,
+    ];
+    skopeo_ok(&push, &[], "skopeo push through connectors proxy").await;
     let pulled = work.path().join("pulled");
-    let (auth_s, pulled_s) = (
-        auth.to_str().unwrap().to_owned(),
-        format!("dir:{}", pulled.display()),
-    );
-    let out = blocking(move || {
-        Skopeo::new().run(&[
-            "copy",
-            "--src-tls-verify=false",
-            "--src-authfile",
-            &auth_s,
-            &dest,
-            &pulled_s,
-        ])
-    })
-    .await;
-    out.assert_success("skopeo pull through connectors proxy");
+    let pulled_ref = format!("dir:{}", pulled.display());
+    let pull = [
+        "copy",
+        "--src-tls-verify=false",
+        "--src-authfile",
+        auth,
+        &dest,
+        &pulled_ref,
+    ];
+    skopeo_ok(&pull, &[], "skopeo pull through connectors proxy").await;
     assert_eq!(
         sha256_digest(&std::fs::read(pulled.join("manifest.json")).unwrap()),
         image.manifest_digest
@@ -422,33 +431,23 @@ async fn forward_mode_trusts_the_ca_from_the_secret() {
     let image = OciLayout::build(work.path().join("img"), "v1", &[256 * 1024]);
     let dest = format!("docker://{reg}/team/app:v1");
     let pulled = work.path().join("pulled");
-    let (certs_s, oci, pulled_s) = (
-        certs.to_str().unwrap().to_owned(),
+    let (certs, oci, pulled_ref) = (
+        certs.to_str().unwrap(),
         image.oci_ref(),
         format!("dir:{}", pulled.display()),
     );
-    let (push, pull) = blocking(move || {
-        let skopeo = Skopeo::new().env("HTTPS_PROXY", &https_proxy);
-        let push = skopeo.run(&[
-            "copy",
-            "--preserve-digests",
-            "--dest-cert-dir",
-            &certs_s,
-            &oci,
-            &dest,
-        ]);
-        let pull = skopeo.run(&["copy", "--src-cert-dir", &certs_s, &dest, &pulled_s]);
-        (push, pull)
-    })
-    .await;
-    for (out, what) in [
-        (&push, "push via HTTPS_PROXY"),
-        (&pull, "pull via HTTPS_PROXY"),
-    ] {
-        assert_no_canary(&out.stdout, what);
-        assert_no_canary(&out.stderr, what);
-        out.assert_success(what);
-    }
+    let env = [("HTTPS_PROXY", https_proxy.as_str())];
+    let push = [
+        "copy",
+        "--preserve-digests",
+        "--dest-cert-dir",
+        certs,
+        &oci,
+        &dest,
+    ];
+    skopeo_ok(&push, &env, "push via HTTPS_PROXY").await;
+    let pull = ["copy", "--src-cert-dir", certs, &dest, &pulled_ref];
+    skopeo_ok(&pull, &env, "pull via HTTPS_PROXY").await;
     assert_eq!(
         sha256_digest(&std::fs::read(pulled.join("manifest.json")).unwrap()),
         image.manifest_digest
@@ -599,24 +598,21 @@ async fn csi_publishes_with_the_kubelet_token_and_skopeo_pulls_with_the_rendered
     // An image in the registry, pushed directly with the real password.
     let work = tempfile::tempdir().unwrap();
     let image = OciLayout::build(work.path().join("img"), "v1", &[100 * 1024]);
-    let (oci, direct) = (
+    let (oci, direct, creds) = (
         image.oci_ref(),
         format!("docker://{}/team/app:v1", registry.host_port()),
+        format!("{USER}:{CANARY}"),
     );
-    blocking(move || {
-        Skopeo::new()
-            .run(&[
-                "copy",
-                "--preserve-digests",
-                "--dest-tls-verify=false",
-                "--dest-creds",
-                &format!("{USER}:{CANARY}"),
-                &oci,
-                &direct,
-            ])
-            .assert_success("direct push");
-    })
-    .await;
+    let push = [
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
+        &oci,
+        &direct,
+    ];
+    skopeo_ok(&push, &[], "direct push").await;
 
     let mut csi = KubeCsi::start(&fake, work.path());
     let mut node = csi.node().await;
@@ -658,20 +654,15 @@ async fn csi_publishes_with_the_kubelet_token_and_skopeo_pulls_with_the_rendered
         proxy.image_ref("reg", "team/app:v1"),
         format!("dir:{}", pulled.display()),
     );
-    let out = blocking(move || {
-        Skopeo::new().run(&[
-            "copy",
-            "--src-tls-verify=false",
-            "--src-authfile",
-            &authfile,
-            &src,
-            &dest,
-        ])
-    })
-    .await;
-    assert_no_canary(&out.stdout, "skopeo pull with the rendered files");
-    assert_no_canary(&out.stderr, "skopeo pull with the rendered files");
-    out.assert_success("skopeo pull with the rendered config.json");
+    let pull = [
+        "copy",
+        "--src-tls-verify=false",
+        "--src-authfile",
+        &authfile,
+        &src,
+        &dest,
+    ];
+    skopeo_ok(&pull, &[], "skopeo pull with the rendered config.json").await;
     assert_eq!(
         sha256_digest(&std::fs::read(pulled.join("manifest.json")).unwrap()),
         image.manifest_digest

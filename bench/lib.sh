@@ -283,12 +283,13 @@ machine_facts() {  # sets cpu_model mem_total os fs_type reg_ver reg_pkg curl_ve
 
 # ---------------------------------------------------------------- optional profile (bench/run with PERF=1)
 # profile_proxy NAME CMD…: runs CMD (an extra, untimed transfer) while `perf record -g` samples the proxy
-# ($PROXY_PID); writes the top symbols and shared objects to $EXPORT_DIR/perf-NAME{,-dso}.txt.
+# ($PROXY_PID); writes the top symbols and shared objects to $EXPORT_DIR/perf-NAME{,-dso}.txt (and, with
+# PERF_CALL_GRAPH=dwarf, the callers of the top user-space symbol to perf-NAME-callers.txt).
 profile_proxy() {
   local name=$1; shift
   [ "${PERF:-0}" = 1 ] && [ -n "${EXPORT_DIR:-}" ] && command -v perf >/dev/null || return 0
   local data=$WORK/perf-$name.data ppid
-  perf record -q -e cpu-clock -F 499 -a -g -o "$data" >/dev/null 2>&1 &
+  perf record -q -e cpu-clock -F 499 -a --call-graph "${PERF_CALL_GRAPH:-fp}" -o "$data" >/dev/null 2>&1 &
   ppid=$!
   sleep 0.3
   "$@" >/dev/null || log "profile $name: the profiled command failed"
@@ -298,6 +299,17 @@ profile_proxy() {
     | grep -v '^$' | head -40 > "$EXPORT_DIR/perf-$name.txt" || true
   perf report -q -i "$data" --no-children --pid "$PROXY_PID" --percentage relative --sort dso --stdio -g none 2>/dev/null | grep -v '^$' | head -12 \
     > "$EXPORT_DIR/perf-$name-dso.txt" || true
+  # With PERF_CALL_GRAPH=dwarf (libc has no frame pointers, so `fp` chains stop at memcpy): who calls the top
+  # user-space symbol, or PERF_CALLERS_OF, 7 frames deep, into perf-NAME-callers.txt.
+  local top=""
+  if [ "${PERF_CALL_GRAPH:-fp}" = dwarf ]; then
+    top=${PERF_CALLERS_OF:-}; [ -n "$top" ] || top=$(grep -m1 '\[\.\]' "$EXPORT_DIR/perf-$name.txt" | awk '{print $3}' || true)
+  fi
+  if [ -n "$top" ]; then
+    perf report -q -i "$data" --no-children --pid "$PROXY_PID" --percentage relative --stdio --symbols "$top" \
+      -g caller,1,callee,function,percent --max-stack 7 --percent-limit 1 2>/dev/null | grep -v "^ *|* *$" | cut -c1-220 | head -120 \
+      > "$EXPORT_DIR/perf-$name-callers.txt" || true
+  fi
   rm -f "$data"
   log "profile $name written to $EXPORT_DIR/perf-$name.txt"
 }

@@ -146,16 +146,20 @@ pub fn connector_from_host(host: &str) -> Option<ConnectorRef> {
         }
     });
     let host = host.to_ascii_lowercase();
-    let host = host
-        .strip_suffix(".svc.cluster.local")
-        .or_else(|| host.strip_suffix(".svc"))
-        .unwrap_or(&host);
-    let (first, ns) = host.split_once('.')?;
-    let name = first.strip_prefix("c-")?;
-    if ns.contains('.') {
-        return None;
-    }
-    ConnectorRef::new(ns, name).ok()
+    // `c-<name>.<ns>`, optionally followed by `.svc` or `.svc.cluster.local`. Try the longest suffix first and
+    // fall back to shorter ones, so that a namespace named `svc` still works in the short form
+    // (`c-app.svc` is `svc/app`; found by the route fuzz target).
+    [".svc.cluster.local", ".svc", ""]
+        .iter()
+        .filter_map(|suffix| host.strip_suffix(suffix))
+        .find_map(|short| {
+            let (first, ns) = short.split_once('.')?;
+            let name = first.strip_prefix("c-")?;
+            if ns.contains('.') {
+                return None;
+            }
+            ConnectorRef::new(ns, name).ok()
+        })
 }
 
 #[cfg(test)]
@@ -283,10 +287,19 @@ mod tests {
             connector_from_host("C-Prod.Team-A.svc.cluster.local:8080"),
             Some(c("team-a", "prod"))
         );
+        // A namespace named `svc`, in every spelling (the route fuzz target found the short one refused).
+        for host in [
+            "c-pam-a.svc",
+            "c-pam-a.svc.svc",
+            "c-pam-a.svc.svc.cluster.local",
+        ] {
+            assert_eq!(connector_from_host(host), Some(c("svc", "pam-a")), "{host}");
+        }
         for bad in [
             "prod.team-a",
             "c-.team-a",
             "c-prod",
+            "c-prod.svc.cluster.local",
             "c-prod.team-a.example.com",
             "127.0.0.1:5000",
             "[::1]:80",

@@ -8,7 +8,7 @@
 # Progress on stderr; Markdown sections on stdout; raw tables (*.tsv) into EXPORT_DIR when set.
 #
 # Environment:
-#   DUR=3s               duration of one load-generator run (scenarios 3 and 4)
+#   DUR=2s               duration of one load-generator run (scenarios 3 and 4)
 #   REPS=2               interleaved repetitions per path (scenarios 3 and 4; median reported)
 #   CHUNK_SIZE_MIB=1024  blob size of the chunked push (scenario 2), CHUNK_MIB=128 per PATCH, PUSH_RUNS=3
 #   PAR=20 PAR_MIB=256 PAR_RUNS=3   concurrent pulls (scenario 5)
@@ -21,7 +21,7 @@ set -euo pipefail
 
 case "${1:-}" in -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; "") ;; *) echo "unknown argument $1" >&2; exit 2 ;; esac
 
-DUR=${DUR:-3s}
+DUR=${DUR:-2s}
 REPS=${REPS:-2}
 CHUNK_SIZE_MIB=${CHUNK_SIZE_MIB:-1024}
 CHUNK_MIB=${CHUNK_MIB:-128}

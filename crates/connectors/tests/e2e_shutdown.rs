@@ -73,17 +73,7 @@ fn sigterm_lets_a_1_gib_upload_in_flight_complete_and_refuses_new_connections() 
     proxy.terminate();
     std::thread::sleep(Duration::from_millis(300));
 
-    let refused = http::send_blocking(
-        "GET",
-        &format!("http://{}/healthz", proxy.host_port()),
-        &[],
-        Bytes::new(),
-    );
-    assert!(
-        refused.is_err(),
-        "a new connection was served during shutdown: {:?}",
-        refused.map(|r| r.status)
-    );
+    proxy.assert_refuses_new_connections();
 
     let r = rt
         .block_on(upload)

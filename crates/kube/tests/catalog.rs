@@ -81,6 +81,15 @@ async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// The references of every connector in the catalog, sorted.
+fn references(catalog: &KubeCatalog) -> Vec<String> {
+    catalog
+        .connectors()
+        .iter()
+        .map(|c| c.reference.to_string())
+        .collect()
+}
+
 fn address(catalog: &KubeCatalog, reference: &str) -> Option<String> {
     catalog
         .connector(&r(reference))
@@ -159,11 +168,7 @@ async fn connectors_and_classes_appear_change_disappear() {
         catalog.class("harbor").is_none()
     })
     .await;
-    let refs: Vec<String> = catalog
-        .connectors()
-        .iter()
-        .map(|c| c.reference.to_string())
-        .collect();
+    let refs = references(&catalog);
     assert_eq!(refs, ["team-b/dev"]);
 }
 
@@ -194,11 +199,7 @@ async fn one_namespace_only() {
         },
     )
     .await;
-    let refs: Vec<String> = catalog
-        .connectors()
-        .iter()
-        .map(|c| c.reference.to_string())
-        .collect();
+    let refs = references(&catalog);
     assert_eq!(refs, ["team-b/prod"]);
 }
 

@@ -203,6 +203,22 @@ impl Harness {
     }
 
     /// Publishes `connectors` for ServiceAccount `builder` with a kubelet token lasting an hour.
+    /// Publishes and expects the refusal `code`; the status, for the message checks.
+    async fn refused(
+        &mut self,
+        code: Code,
+        target: &Path,
+        service_account: Option<&str>,
+        attrs: &[(&str, &str)],
+    ) -> tonic::Status {
+        let status = self
+            .publish(target, service_account, attrs)
+            .await
+            .expect_err("the publish must be refused");
+        assert_eq!(status.code(), code, "{status:?}");
+        status
+    }
+
     async fn publish_as_builder(
         &mut self,
         target: &Path,
@@ -341,7 +357,8 @@ async fn fake_api_server_publishes_with_a_kubelet_token_and_refuses_a_service_ac
     let denied = h.target("denied");
     let tokens = tokens_context(&[("connectors-proxy", &kubelet_jwt(3600))]);
     let status = h
-        .publish(
+        .refused(
+            Code::PermissionDenied,
             &denied,
             Some("intruder"),
             &[
@@ -349,9 +366,7 @@ async fn fake_api_server_publishes_with_a_kubelet_token_and_refuses_a_service_ac
                 ("csi.storage.k8s.io/serviceAccount.tokens", &tokens),
             ],
         )
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+        .await;
     let msg = status.message();
     for needle in [
         "team-a/intruder",
@@ -550,10 +565,8 @@ async fn fake_api_server_kubelet_token_shorter_than_token_expiration_is_refused(
         let attrs = publish(expiration);
         let attrs: Vec<(&str, &str)> = attrs.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let status = h
-            .publish(&target, Some("builder"), &attrs)
-            .await
-            .unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+            .refused(Code::InvalidArgument, &target, Some("builder"), &attrs)
+            .await;
         let msg = status.message();
         assert!(
             msg.contains("expirationSeconds")
@@ -572,7 +585,8 @@ async fn fake_api_server_kubelet_token_shorter_than_token_expiration_is_refused(
     let other = h.target("opaque");
     let tokens = tokens_context(&[("connectors-proxy", "canary-opaque-token")]);
     let status = h
-        .publish(
+        .refused(
+            Code::InvalidArgument,
             &other,
             Some("builder"),
             &[
@@ -580,9 +594,7 @@ async fn fake_api_server_kubelet_token_shorter_than_token_expiration_is_refused(
                 ("csi.storage.k8s.io/serviceAccount.tokens", &tokens),
             ],
         )
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        .await;
     assert!(status.message().contains("not a JWT"), "{status:?}");
     assert!(!status.message().contains("canary"), "{status:?}");
     assert!(nothing_written(&other));
@@ -595,10 +607,13 @@ async fn fake_api_server_without_a_kubelet_token_the_error_names_the_token_reque
     allow_get(&h.fake, SA, "reg");
     let target = h.target("no-token");
     let status = h
-        .publish(&target, Some("builder"), &[("connectors", "reg")])
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+        .refused(
+            Code::FailedPrecondition,
+            &target,
+            Some("builder"),
+            &[("connectors", "reg")],
+        )
+        .await;
     let msg = status.message();
     assert!(
         msg.contains("tokenRequests")
@@ -611,7 +626,8 @@ async fn fake_api_server_without_a_kubelet_token_the_error_names_the_token_reque
     // Tokens for other audiences only: the audiences are named, the tokens are not.
     let tokens = tokens_context(&[("vault", "canary-a"), ("api", "canary-b")]);
     let status = h
-        .publish(
+        .refused(
+            Code::FailedPrecondition,
             &target,
             Some("builder"),
             &[
@@ -619,9 +635,7 @@ async fn fake_api_server_without_a_kubelet_token_the_error_names_the_token_reque
                 ("csi.storage.k8s.io/serviceAccount.tokens", &tokens),
             ],
         )
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+        .await;
     assert!(
         status.message().contains("\"vault\"") && !status.message().contains("canary"),
         "{status:?}"
@@ -637,7 +651,8 @@ async fn fake_api_server_pod_without_service_account_info_is_refused() {
     let target = h.target("no-pod-info");
     let tokens = tokens_context(&[("connectors-proxy", &kubelet_jwt(3600))]);
     let status = h
-        .publish(
+        .refused(
+            Code::FailedPrecondition,
             &target,
             None,
             &[
@@ -645,9 +660,7 @@ async fn fake_api_server_pod_without_service_account_info_is_refused() {
                 ("csi.storage.k8s.io/serviceAccount.tokens", &tokens),
             ],
         )
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+        .await;
     assert!(
         status.message().contains("podInfoOnMount: true"),
         "{status:?}"

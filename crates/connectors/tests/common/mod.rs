@@ -166,6 +166,21 @@ impl ProxyUnderTest {
         )
     }
 
+    /// Asserts that a new connection is not served (after SIGTERM, once the proxy stopped accepting).
+    pub fn assert_refuses_new_connections(&self) {
+        let refused = connectors_testkit::http::send_blocking(
+            "GET",
+            &format!("http://{}/healthz", self.addr),
+            &[],
+            bytes::Bytes::new(),
+        );
+        assert!(
+            refused.is_err(),
+            "a new connection was served during shutdown: {:?}",
+            refused.map(|r| r.status)
+        );
+    }
+
     /// Asserts that the canary password is nowhere in the proxy's log.
     pub fn assert_log_clean(&self) {
         let log = self.log();

@@ -12,6 +12,8 @@ command -v curl >/dev/null || need+=(curl)
 command -v buildah >/dev/null || need+=(buildah)
 command -v podman >/dev/null || need+=(podman)
 command -v unshare >/dev/null || need+=(util-linux)
+# scripts/cluster.sh makes the test cluster's certificates with openssl.
+command -v openssl >/dev/null || need+=(openssl)
 # libfuzzer-sys (fuzz/) compiles libFuzzer, which is C++.
 command -v c++ >/dev/null || need+=(g++)
 

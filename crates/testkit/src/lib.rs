@@ -6,6 +6,7 @@
 //! * [`Registry`] — a CNCF Distribution `docker-registry` (no auth, htpasswd, token auth, TLS);
 //! * [`TokenServer`] — a Distribution token-auth server (ES256 JWTs the registry accepts);
 //! * [`TestCa`] — a throw-away certificate authority issuing server certificates;
+//! * [`Cluster`] — a real Kubernetes control plane (`scripts/cluster.sh`), built from Go modules;
 //! * [`OciLayout`] — deterministic OCI image layouts usable as `oci:<path>:<tag>`;
 //! * [`Skopeo`] — runs `skopeo` with an isolated blob-info cache and configuration;
 //! * [`AuthFile`] — a containers `auth.json`;
@@ -17,6 +18,7 @@
 
 mod auth;
 mod ca;
+mod cluster;
 pub mod http;
 mod oci;
 mod registry;
@@ -26,6 +28,7 @@ mod util;
 
 pub use auth::AuthFile;
 pub use ca::TestCa;
+pub use cluster::{Cluster, KubectlOutput};
 pub use oci::{ImageInfo, OciLayout, PseudoRandom, sha256_digest};
 pub use registry::{Registry, RegistryBuilder};
 pub use skopeo::{Output, Skopeo, assert_success};

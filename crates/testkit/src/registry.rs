@@ -262,6 +262,30 @@ impl Registry {
         }
     }
 
+    /// A password rotation: replaces the htpasswd file with one user (`user`/`password`, bcrypt) and restarts
+    /// the registry on the same port so that it reads it. Panics for a registry without htpasswd auth.
+    pub fn set_htpasswd(&mut self, user: &str, password: &str) {
+        let path = self._dir.path().join("auth").join("htpasswd");
+        assert!(
+            path.exists(),
+            "set_htpasswd: this registry does not use htpasswd auth"
+        );
+        let htpasswd_bin = require_tool(
+            "htpasswd",
+            "apt-get install apache2-utils (for bcrypt htpasswd)",
+        );
+        let out = Command::new(&htpasswd_bin)
+            .args(["-Bbn", user, password])
+            .output()
+            .expect("run htpasswd -Bbn");
+        assert!(out.status.success(), "htpasswd -Bbn {user} failed");
+        write_file(
+            &path,
+            String::from_utf8_lossy(&out.stdout).trim_end().to_owned() + "\n",
+        );
+        self.restart();
+    }
+
     /// Kills the registry and waits for it to exit; the port then refuses connections.
     /// Idempotent.
     pub fn stop(&mut self) {

@@ -362,6 +362,7 @@ async fn reverse_mode_with_serviceaccount_tokens() {
         "get secrets",
         "create secrets",
         "get configmaps",
+        "get namespaces",
         "create tokenreviews",
         "create subjectaccessreviews",
     ];

@@ -15,6 +15,7 @@ use crate::review::{
     CONFIG_MAP, ConfigFlag, NEEDS_GET, PROXY_AUDIENCE, PROXY_PERMISSIONS_FLAG, ReviewSubject,
     decide,
 };
+use crate::scope::Scopes;
 
 /// Where the CSI driver's Kubernetes backends read their flags.
 #[derive(Clone, Debug)]
@@ -49,6 +50,7 @@ impl Default for KubeCsiConfig {
 pub struct SarAuthorize {
     client: kube::Client,
     proxy_flag: ConfigFlag,
+    scopes: Scopes,
 }
 
 impl SarAuthorize {
@@ -60,6 +62,7 @@ impl SarAuthorize {
                 PROXY_PERMISSIONS_FLAG,
                 config.flag_ttl,
             ),
+            scopes: Scopes::new(client.clone(), config.flag_ttl),
             client,
         }
     }
@@ -87,7 +90,7 @@ impl Authorize for SarAuthorize {
             uid: None,
             extra: &extra,
         };
-        let (allowed, needed) = decide(&self.client, &subject, connector, &self.proxy_flag)
+        let (allowed, needed) = decide(&self.client, &subject, connector, &self.proxy_flag, &self.scopes)
             .await
             .map_err(|e| {
                 CsiError::Unavailable(format!(
@@ -97,12 +100,13 @@ impl Authorize for SarAuthorize {
         if allowed {
             return Ok(());
         }
-        Err(CsiError::PermissionDenied(denied_message(
-            namespace,
-            service_account,
-            connector,
-            needed != NEEDS_GET,
-        )))
+        let mut message =
+            denied_message(namespace, service_account, connector, needed != NEEDS_GET);
+        if let Ok(scope) = self.scopes.scope_of(&connector.namespace).await {
+            message.push_str("; ");
+            message.push_str(&scope.describe(&connector.namespace));
+        }
+        Err(CsiError::PermissionDenied(message))
     }
 }
 

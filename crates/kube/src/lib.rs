@@ -14,9 +14,11 @@ mod catalog;
 pub mod csi;
 mod error;
 mod review;
+mod scope;
 
 pub use ca::{PROXY_CA_SECRET, load_or_create_proxy_ca, read_proxy_ca_cert};
 pub use catalog::{KubeCatalog, KubeCatalogConfig};
 pub use csi::{KubeCsiConfig, KubeFlags, KubeletTokenOnly, SarAuthorize};
 pub use error::KubeError;
 pub use review::{CacheStats, KubeReview, KubeReviewConfig, PROXY_AUDIENCE};
+pub use scope::{INNER_NAMESPACE_LABEL, PROJECT_LABEL, PUBLIC_NAMESPACE};

@@ -16,6 +16,8 @@ use k8s_openapi::api::authorization::v1::{
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 
+use crate::scope::Scopes;
+
 /// The audience the CSI driver requests for the tokens it hands to workloads.
 pub const PROXY_AUDIENCE: &str = "connectors-proxy";
 /// The ConfigMap with the feature flags, in the components namespace.
@@ -86,6 +88,7 @@ pub struct KubeReview {
     tokens: moka::future::Cache<[u8; 32], (Principal, Instant)>,
     decisions: moka::future::Cache<String, (bool, &'static str, Instant)>,
     flag: ConfigFlag,
+    scopes: Scopes,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -107,6 +110,7 @@ impl KubeReview {
                 PROXY_PERMISSIONS_FLAG,
                 config.ttl,
             ),
+            scopes: Scopes::new(client.clone(), config.ttl),
             client,
             config,
             hits: AtomicU64::new(0),
@@ -176,12 +180,23 @@ pub(crate) const NEEDS_PROXY: &str = "get on connectors/proxy";
 /// connector's namespace and, when `proxy_flag` (`enable-connector-proxy-permissions`) is on, `get` on the
 /// `connectors/proxy` subresource too. Returns whether it is allowed and which of [`NEEDS_GET`] / [`NEEDS_PROXY`]
 /// was checked last (the permission that was missing when it is not).
+///
+/// A connector scope ([`crate::scope`]: `kube-public`, or an inner namespace of the requester's project) admits
+/// without RBAC. When the namespace labels cannot be read, the scope admits nothing and RBAC decides (fail closed).
 pub(crate) async fn decide(
     client: &kube::Client,
     subject: &ReviewSubject<'_>,
     connector: &ConnectorRef,
     proxy_flag: &ConfigFlag,
+    scopes: &Scopes,
 ) -> Result<(bool, &'static str), kube::Error> {
+    match scopes.admits(subject.user, &connector.namespace).await {
+        Ok(true) => return Ok((true, NEEDS_GET)),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, namespace = %connector.namespace, "cannot read namespace labels for the connector scope; RBAC decides")
+        }
+    }
     let mut allowed = access_review(client, subject, connector, None).await?;
     let mut needed = NEEDS_GET;
     if allowed && proxy_flag.get_or_strict().await {
@@ -388,9 +403,10 @@ impl Authorizer for KubeReview {
                     uid: principal.uid.as_deref(),
                     extra: &principal.extra,
                 };
-                let (allowed, needed) = decide(&self.client, &subject, connector, &self.flag)
-                    .await
-                    .map_err(|e| unavailable("SubjectAccessReview", &e))?;
+                let (allowed, needed) =
+                    decide(&self.client, &subject, connector, &self.flag, &self.scopes)
+                        .await
+                        .map_err(|e| unavailable("SubjectAccessReview", &e))?;
                 let until = self.deadline(principal.expires_at);
                 if Instant::now() < until {
                     self.decisions.insert(key, (allowed, needed, until)).await;
@@ -406,10 +422,14 @@ impl Authorizer for KubeReview {
         } else {
             format!("{needed} (the {PROXY_PERMISSIONS_FLAG} flag is on)")
         };
+        let scope = match self.scopes.scope_of(&connector.namespace).await {
+            Ok(scope) => format!("; {}", scope.describe(&connector.namespace)),
+            Err(_) => String::new(),
+        };
         Err(AuthError::NotAllowed {
             // The identity crate's message names the connector; the permission to grant goes with the subject.
             subject: format!(
-                "{} (needs {permission} {:?} in namespace {:?})",
+                "{} (needs {permission} {:?} in namespace {:?}{scope})",
                 principal.subject, connector.name, connector.namespace
             ),
             connector: connector.clone(),

@@ -7,7 +7,7 @@
 //!
 //! - get, list and watch (`?watch=true`, `resourceVersion`, newline-delimited watch events) of the resources in
 //!   [`FAKE_RESOURCES`]: Connectors (namespaced) and ConnectorClasses (cluster) of `connectors.alauda.io/v1alpha1`,
-//!   core/v1 Secrets, ConfigMaps and Services, `coordination.k8s.io/v1` Leases; label selectors (`k=v`, `k!=v`,
+//!   core/v1 Secrets, ConfigMaps, Services and Namespaces, `coordination.k8s.io/v1` Leases; label selectors (`k=v`, `k!=v`,
 //!   `k`) and field selectors on `metadata.name` / `metadata.namespace`;
 //! - create, replace (with `resourceVersion` conflicts → 409), JSON merge patch, delete, and the `/status`
 //!   subresource (writes to the main resource keep the stored status, writes to `/status` change only the status,
@@ -115,6 +115,15 @@ pub const FAKE_RESOURCES: &[FakeResource] = &[
         plural: "leases",
         kind: "Lease",
         namespaced: true,
+        status_subresource: false,
+    },
+    // Namespaces: their labels decide connector scopes.
+    FakeResource {
+        group: "",
+        version: "v1",
+        plural: "namespaces",
+        kind: "Namespace",
+        namespaced: false,
         status_subresource: false,
     },
 ];

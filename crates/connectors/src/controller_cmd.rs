@@ -44,6 +44,29 @@ pub struct ControllerArgs {
     /// Serve `/healthz` and `/readyz` on this address (for the kubelet's probes). Off when not given.
     #[arg(long, env = "CONNECTORS_ADMIN_LISTEN", value_name = "ADDR")]
     admin_listen: Option<std::net::SocketAddr>,
+    /// Serve the pod image pull webhook (`enable-pod-image-pull-via-connector`) over TLS on this address, on
+    /// every replica (leader or not). Off when not given.
+    #[arg(long, env = "CONNECTORS_WEBHOOK_LISTEN", value_name = "ADDR")]
+    webhook_listen: Option<std::net::SocketAddr>,
+    /// Extra DNS name or IP address for the webhook's serving certificate (repeatable), beside
+    /// `<webhook-service>.<namespace>.svc` and `….svc.<cluster-domain>`. Used when the certificate is first made.
+    #[arg(
+        long = "webhook-host",
+        env = "CONNECTORS_WEBHOOK_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    webhook_hosts: Vec<String>,
+    /// The webhook's Service in the components namespace (its names go into the certificate).
+    #[arg(
+        long,
+        env = "CONNECTORS_WEBHOOK_SERVICE",
+        default_value = "connectors-webhook"
+    )]
+    webhook_service: String,
+    /// The MutatingWebhookConfiguration whose caBundle this controller keeps equal to its certificate.
+    #[arg(long, env = "CONNECTORS_WEBHOOK_CONFIGURATION", default_value = connectors_controller::webhook::WEBHOOK_CONFIGURATION)]
+    webhook_configuration: String,
     #[command(flatten)]
     resolve: ResolveArgs,
 }
@@ -72,6 +95,36 @@ pub async fn controller(args: ControllerArgs) -> Result<ExitCode> {
         tracing::info!(%addr, "admin listener: /healthz, /readyz");
     }
     let client = args.kube.client().await?;
+    if let Some(addr) = args.webhook_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--webhook-listen {addr}: cannot listen"))?;
+        let ns = &args.kube.components_namespace;
+        let mut hosts = vec![
+            format!("{}.{ns}.svc", args.webhook_service),
+            format!("{}.{ns}.svc.{}", args.webhook_service, args.cluster_domain),
+        ];
+        hosts.extend(args.webhook_hosts.iter().cloned());
+        let config = connectors_controller::webhook::WebhookConfig {
+            components_namespace: ns.clone(),
+            hosts,
+            configuration: args.webhook_configuration.clone(),
+        };
+        let webhook_client = client.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connectors_controller::webhook::serve(
+                webhook_client,
+                config,
+                listener,
+                std::future::pending::<()>(),
+            )
+            .await
+            {
+                tracing::error!(error = %e, "the pod image pull webhook stopped");
+            }
+        });
+        tracing::info!(%addr, "pod image pull webhook: {}", connectors_controller::webhook::WEBHOOK_PATH);
+    }
     let access = UpstreamAccess::new(resolve_overrides(&args.resolve)?);
     let mut lease = LeaseConfig::new(&args.kube.components_namespace, &args.identity);
     lease.duration = args.lease_duration.max(Duration::from_secs(2));

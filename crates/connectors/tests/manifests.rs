@@ -272,11 +272,15 @@ fn namespaced(kind: &str) -> bool {
             | "ClusterRoleBinding"
             | "ConnectorClass"
             | "CSIDriver"
+            | "MutatingWebhookConfiguration"
     )
 }
 
 /// Objects the components create at run time, so no manifest holds them (docs/kubernetes.md).
-const CREATED_AT_RUNTIME: &[&str] = &["Secret connectors-system/connectors-proxy-ca"];
+const CREATED_AT_RUNTIME: &[&str] = &[
+    "Secret connectors-system/connectors-proxy-ca",
+    "Secret connectors-system/connectors-webhook-tls",
+];
 
 struct Inventory(BTreeSet<String>);
 
@@ -586,7 +590,14 @@ fn deployment_follows_the_contract() {
     let c = container(controller, "manager");
     assert_eq!(
         c["command"],
-        json!(["connectors", "controller", "--admin-listen", "0.0.0.0:9090"])
+        json!([
+            "connectors",
+            "controller",
+            "--admin-listen",
+            "0.0.0.0:9090",
+            "--webhook-listen",
+            "0.0.0.0:9443"
+        ])
     );
     let env: Vec<&str> = c["env"]
         .as_array()
@@ -711,6 +722,7 @@ fn rbac_is_least_privilege() {
             "connectors.alauda.io/connectorclasses list *",
             "connectors.alauda.io/connectorclasses watch *",
             "/secrets get *",
+            "/namespaces get *",
         ])
     );
     assert_eq!(
@@ -738,13 +750,16 @@ fn rbac_is_least_privilege() {
             "/services patch *",
             "/events create *",
             "events.k8s.io/events create *",
+            "admissionregistration.k8s.io/mutatingwebhookconfigurations get connectors-pod-image-pull",
+            "admissionregistration.k8s.io/mutatingwebhookconfigurations patch connectors-pod-image-pull",
         ])
     );
-    assert!(
-        role("connectors-controller-manager")
-            .iter()
-            .all(|g| g.starts_with("coordination.k8s.io/leases "))
-    );
+    // Leader election; the webhook's certificate Secret (created once) and its flag.
+    assert!(role("connectors-controller-manager").iter().all(|g| {
+        g.starts_with("coordination.k8s.io/leases ")
+            || g == "/secrets create *"
+            || g == "/configmaps get connectors-config"
+    }));
     assert_eq!(
         cr("connectors-csi"),
         set(&[
@@ -755,6 +770,7 @@ fn rbac_is_least_privilege() {
             "connectors.alauda.io/connectorclasses list *",
             "connectors.alauda.io/connectorclasses watch *",
             "authorization.k8s.io/subjectaccessreviews create *",
+            "/namespaces get *",
         ])
     );
     assert_eq!(

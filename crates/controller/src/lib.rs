@@ -7,7 +7,8 @@
 //! - [`proxy_service`]: `status.proxy.httpAddress.url` and the Service `c-<name>`.
 //!
 //! [`run`] is the kube-facing loop (watch, server-side apply of status and Service, periodic
-//! re-probe) and [`lease`] the leader election that lets several replicas run safely.
+//! re-probe) and [`lease`] the leader election that lets several replicas run safely; [`webhook`] the mutating
+//! admission webhook that makes Pods pull their images through a connector.
 #![forbid(unsafe_code)]
 
 pub mod conditions;
@@ -15,6 +16,7 @@ pub mod lease;
 pub mod proxy_service;
 pub mod reconcile;
 pub mod run;
+pub mod webhook;
 
 use serde::Serialize;
 

@@ -4,4 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+# The control-plane tier (crates/connectors/tests/k8s_control_plane.rs) runs on etcd, kube-apiserver,
+# kube-controller-manager and kubectl built from their Go modules (testground/k8s/), cached outside the clone;
+# built here first so that the build shows as its own step (about 10 minutes on a fresh 2-core machine).
+testground/k8s/build.sh >/dev/null
 cargo test --workspace --locked "$@"

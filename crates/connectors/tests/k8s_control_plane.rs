@@ -182,8 +182,6 @@ impl Env {
             identity,
             "--lease-duration",
             "4s",
-            "--reprobe",
-            "2s",
         ];
         args.extend(extra);
         Component::spawn(&format!("controller-{identity}"), &kubeconfig, &args)
@@ -953,6 +951,31 @@ fn controller_status_service_and_garbage_collection(env: &Env) {
         "{service}"
     );
 
+    // The controller follows what the status depends on (its re-probe interval is the default 5 minutes here): a
+    // deleted Service c-<name> comes back, and a changed Secret is probed again at once.
+    c.kubectl_ok(&["delete", "service", "c-reg", "-n", ns]);
+    c.wait_for("Service c-reg back", Duration::from_secs(30), || {
+        c.kubectl(&["get", "service", "c-reg", "-n", ns], None)
+            .success
+            .then_some(())
+    });
+    env.connector(ns, "reg", &registry.url(), "a-wrong-password", None);
+    c.wait_for(
+        "AuthReady False after the Secret changed",
+        Duration::from_secs(30),
+        || {
+            (env.condition(ns, "reg", "AuthReady")?
+                == ("False".into(), "AuthenticationFailed".into()))
+                .then_some(())
+        },
+    );
+    env.connector(ns, "reg", &registry.url(), CANARY, None);
+    c.wait_for(
+        "Ready after the Secret was put right",
+        Duration::from_secs(30),
+        || (env.condition(ns, "reg", "Ready")?.0 == "True").then_some(()),
+    );
+
     // A connector whose Secret is missing: SecretReady False with the SPEC reason.
     c.apply(&to_yaml(&[json!({
         "apiVersion": "connectors.alauda.io/v1alpha1", "kind": "Connector",
@@ -1035,7 +1058,8 @@ fn secret_rotation_without_restart(env: &Env) {
     let mut registry = Registry::builder().htpasswd(USER, CANARY).start();
     env.connector(ns, "reg", &registry.url(), CANARY, None);
     env.grant(ns, "builder", "reg", false);
-    let _controller = env.controller("rot", &[]);
+    // Re-probes every 2 s: the registry's password changing is noticed only by probing.
+    let _controller = env.controller("rot", &["--reprobe", "2s"]);
     let proxy = env.proxy(&["--secret-refresh", "1s"]);
     let addr = proxy.addr();
     let token = c.token(ns, "builder", Some("connectors-proxy"));

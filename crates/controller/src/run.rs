@@ -7,8 +7,11 @@ use std::time::Duration;
 use connectors_model::{Connector, ConnectorClass, ConnectorRef, Secret};
 use connectors_registry::UpstreamAccess;
 use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Secret as K8sSecret, Service};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 
@@ -95,12 +98,36 @@ pub async fn run(
     let resource = connector_resource();
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
     let context = Arc::new(Context {
-        client,
+        client: client.clone(),
         access,
         config,
         written: Default::default(),
     });
-    Controller::new_with(api, watcher::Config::default(), resource)
+    let controller = Controller::new_with(api, watcher::Config::default(), resource.clone());
+    let connectors = controller.store();
+    // The objects a Connector's status depends on, watched by their metadata only (no Secret value reaches this
+    // process through a watch): a rotated or deleted Secret is re-probed at once, a deleted Service c-<name> comes
+    // back. Each event also forgets the "own status write" marker of the Connectors it maps to, so that the next
+    // reconcile is a full one.
+    let secrets: Api<PartialObjectMeta<K8sSecret>> = Api::all(client.clone());
+    let services: Api<PartialObjectMeta<Service>> = Api::all(client);
+    let (for_secrets, for_services) = (context.clone(), context.clone());
+    let (secret_resource, service_resource) = (resource.clone(), resource);
+    controller
+        .watches(secrets, watcher::Config::default(), move |secret| {
+            let refs = connectors_using_secret(&connectors.state(), &secret, &secret_resource);
+            for_secrets.forget_written(refs.iter().map(|(_, uid)| uid.as_str()));
+            refs.into_iter().map(|(r, _)| r).collect::<Vec<_>>()
+        })
+        .watches(
+            services,
+            watcher::Config::default().labels(MANAGED_BY_SELECTOR),
+            move |service| {
+                let refs = owning_connectors(&service, &service_resource);
+                for_services.forget_written(refs.iter().map(|(_, uid)| uid.as_str()));
+                refs.into_iter().map(|(r, _)| r).collect::<Vec<_>>()
+            },
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
@@ -110,6 +137,70 @@ pub async fn run(
             }
         })
         .await;
+}
+
+impl Context {
+    /// Forgets the status-write markers of these Connectors (uids): their next reconcile probes again.
+    fn forget_written<'a>(&self, uids: impl Iterator<Item = &'a str>) {
+        if let Ok(mut written) = self.written.lock() {
+            for uid in uids {
+                written.remove(uid);
+            }
+        }
+    }
+}
+
+/// The label selector of the Services this controller applies (see [`crate::proxy_service::desired_service`]).
+const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=connectors-controller";
+
+/// The Connectors (reference, uid) in `secret`'s namespace that name it as their auth or CA Secret.
+fn connectors_using_secret(
+    connectors: &[Arc<DynamicObject>],
+    secret: &PartialObjectMeta<K8sSecret>,
+    resource: &ApiResource,
+) -> Vec<(ObjectRef<DynamicObject>, String)> {
+    let (Some(name), Some(namespace)) = (&secret.metadata.name, &secret.metadata.namespace) else {
+        return Vec::new();
+    };
+    connectors
+        .iter()
+        .filter(|c| c.metadata.namespace.as_ref() == Some(namespace))
+        .filter(|c| {
+            let spec = &c.data["spec"];
+            spec["auth"]["secretRef"]["name"].as_str() == Some(name)
+                || spec["caCertSecretRef"]["name"].as_str() == Some(name)
+        })
+        .filter_map(|c| {
+            let own = c.metadata.name.clone()?;
+            Some((
+                ObjectRef::new_with(&own, resource.clone()).within(namespace),
+                c.metadata.uid.clone().unwrap_or_default(),
+            ))
+        })
+        .collect()
+}
+
+/// The Connector (reference, uid) that owns `service` (its Service `c-<name>`), if any.
+fn owning_connectors(
+    service: &PartialObjectMeta<Service>,
+    resource: &ApiResource,
+) -> Vec<(ObjectRef<DynamicObject>, String)> {
+    let Some(namespace) = &service.metadata.namespace else {
+        return Vec::new();
+    };
+    service
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .filter(|o| o.kind == resource.kind && o.api_version == resource.api_version)
+        .map(|o| {
+            (
+                ObjectRef::new_with(&o.name, resource.clone()).within(namespace),
+                o.uid.clone(),
+            )
+        })
+        .collect()
 }
 
 /// `Some(wait)` when this reconcile was caused by the controller's own status write: the object has the
@@ -286,7 +377,6 @@ async fn get_secrets(
 /// Applies the Service `c-<name>` after checking that the proxy's own Service exists; `Err` is the
 /// `ProxyServiceReady` message.
 async fn ensure_service(ctx: &Context, connector: &ConnectorRef, uid: &str) -> Result<(), String> {
-    use k8s_openapi::api::core::v1::Service;
     let cfg = &ctx.config;
     let system: Api<Service> = Api::namespaced(ctx.client.clone(), &cfg.components_namespace);
     match system.get_opt(&cfg.proxy_service).await {

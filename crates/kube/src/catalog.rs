@@ -126,8 +126,12 @@ struct Shared {
 
 fn connector_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("connectors.alauda.io", "v1alpha1", "Connector"),
-        "connectors",
+        &GroupVersionKind::gvk(
+            connectors_model::API_GROUP,
+            connectors_model::VERSION,
+            connectors_model::CONNECTOR_KIND.0,
+        ),
+        connectors_model::CONNECTOR_KIND.1,
     )
 }
 
@@ -137,8 +141,12 @@ pub(crate) fn secret_resource() -> ApiResource {
 
 fn class_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("connectors.alauda.io", "v1alpha1", "ConnectorClass"),
-        "connectorclasses",
+        &GroupVersionKind::gvk(
+            connectors_model::API_GROUP,
+            connectors_model::VERSION,
+            connectors_model::CONNECTOR_CLASS_KIND.0,
+        ),
+        connectors_model::CONNECTOR_CLASS_KIND.1,
     )
 }
 

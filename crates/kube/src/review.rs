@@ -222,7 +222,7 @@ async fn access_review(
                 namespace: Some(connector.namespace.clone()),
                 verb: Some("get".into()),
                 group: Some(connectors_model::API_GROUP.into()),
-                resource: Some("connectors".into()),
+                resource: Some(connectors_model::CONNECTOR_KIND.1.into()),
                 subresource: subresource.map(str::to_owned),
                 name: Some(connector.name.clone()),
                 ..Default::default()

@@ -21,9 +21,9 @@ pub use kube_secret::{
 };
 pub use reference::{ConnectorRef, ParseConnectorRefError};
 pub use resources::{
-    API_GROUP, API_VERSION, AddressExtension, AuthType, ClassAuth, Configuration, Connector,
-    ConnectorAuth, ConnectorClass, ConnectorClassSpec, ConnectorSpec, LocalRef, OCI_CLASS_NAME,
-    OCI_TOKEN_AUTH, ObjectMeta, PROXY_RESOLVER_ANNOTATION, Param, ParamSpec, SecretRef,
-    builtin_oci_class,
+    API_GROUP, API_VERSION, AddressExtension, AuthType, CONNECTOR_CLASS_KIND, CONNECTOR_KIND,
+    ClassAuth, Configuration, Connector, ConnectorAuth, ConnectorClass, ConnectorClassSpec,
+    ConnectorSpec, LocalRef, OCI_CLASS_NAME, OCI_TOKEN_AUTH, ObjectMeta, PROXY_RESOLVER_ANNOTATION,
+    Param, ParamSpec, SecretRef, VERSION, builtin_oci_class,
 };
 pub use secret::SecretString;

@@ -14,8 +14,14 @@ use crate::serde_util::{is_false, null_default};
 
 /// API group of Connector and ConnectorClass.
 pub const API_GROUP: &str = "connectors.alauda.io";
+/// The version of Connector and ConnectorClass.
+pub const VERSION: &str = "v1alpha1";
 /// The `apiVersion` users write for Connector and ConnectorClass.
 pub const API_VERSION: &str = "connectors.alauda.io/v1alpha1";
+/// Kind and plural (the REST resource name) of a Connector.
+pub const CONNECTOR_KIND: (&str, &str) = ("Connector", "connectors");
+/// Kind and plural (the REST resource name) of a ConnectorClass.
+pub const CONNECTOR_CLASS_KIND: (&str, &str) = ("ConnectorClass", "connectorclasses");
 /// ConnectorClass annotation that says how the proxy finds the connector in a request: `path`
 /// (`/namespaces/<ns>/connectors/<name>/…`) or `host` (`c-<name>.<ns>…`).
 pub const PROXY_RESOLVER_ANNOTATION: &str = "connectors.cpaas.io/proxy-resolver";

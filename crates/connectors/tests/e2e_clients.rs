@@ -1,5 +1,5 @@
-//! The clients people use, for real: crane, oras and regctl (built from their Go modules by
-//! `testground/<peer>/build.sh`), each in reverse and in forward mode, push and pull, driven by the command
+//! The clients people use, for real: crane, oras, regctl, helm, ko, BuildKit and containerd's ctr (built
+//! from their Go modules by `testground/<peer>/build.sh`), each in reverse and in forward mode, push and pull, driven by the command
 //! blocks of its `docs/<client>.md` page and nothing else: the files `connectors render` writes
 //! (`config.json`, `.env`, `ca.crt`) and the insecure switches the page documents (plain HTTP to the
 //! reverse proxy). Digests are checked on the registry directly; the registry password appears in no
@@ -461,5 +461,95 @@ fn buildkit_reverse_and_forward_build_from_and_push() {
     assert!(out.stderr.contains(&built), "{}", out.stderr);
     let log = file_text(s.work.path().join("bk-fwd.log"));
     assert_no_canary(&log, "buildkitd's log (forward)");
+    s.finish(&doc);
+}
+
+/// A containerd daemon as root in `dir` (own root, state and sockets; `native` snapshotter; the CRI
+/// plug-ins off). Killed on drop.
+struct Containerd(std::process::Child);
+
+impl Containerd {
+    fn start(bin: &Path, dir: &Path) -> (Containerd, PathBuf) {
+        let sock = dir.join("ctrd.sock");
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "version = 3\nroot = \"{root}\"\nstate = \"{state}\"\n\
+                 disabled_plugins = [\"io.containerd.grpc.v1.cri\", \"io.containerd.cri.v1.runtime\", \"io.containerd.cri.v1.images\"]\n\
+                 [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n",
+                root = dir.join("root").display(),
+                state = dir.join("state").display(),
+                sock = sock.display(),
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        let child = Command::new(bin)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("HTTPS_PROXY")
+            .env_remove("HTTP_PROXY")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        let daemon = Containerd(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !sock.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "containerd did not create its socket:\n{}",
+                std::fs::read_to_string(dir.join("containerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        (daemon, sock)
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn ctr_reverse_and_forward_pull_push_with_hosts_toml() {
+    let Some(peer) = peer_dir(TIER, "containerd") else {
+        return;
+    };
+    let s = Setup::new();
+    let ca_dir = s.ca.write_cert_dir(s.work.path().join("registry-ca"));
+    connectors_testkit::Skopeo::new()
+        .run(&[
+            "copy",
+            "--preserve-digests",
+            "--dest-creds",
+            &format!("{USER}:{CANARY}"),
+            "--dest-cert-dir",
+            ca_dir.to_str().unwrap(),
+            &s.image.oci_ref(),
+            &format!("docker://{}/team/app:v1", s.registry.host_port()),
+        ])
+        .assert_success("seed the image");
+    let ctrd_dir = s.work.path().join("ctrd");
+    std::fs::create_dir_all(&ctrd_dir).unwrap();
+    let (_daemon, sock) = Containerd::start(&peer.join("containerd"), &ctrd_dir);
+    let mut doc = s
+        .doc("ctr.md", &peer)
+        .env("CONTAINERD_ADDRESS", &sock)
+        .env("CONTAINERD_SNAPSHOTTER", "native");
+    s.render(&mut doc);
+    let want = s.image.manifest_digest.clone();
+
+    s.run(&mut doc, "Reverse mode");
+    assert_eq!(s.direct_digest("team/ctr:v1"), Some(want.clone()));
+
+    s.run(&mut doc, "Forward mode");
+    assert_eq!(s.direct_digest("team/ctr-fwd:v1"), Some(want));
+    let log = file_text(ctrd_dir.join("containerd.log"));
+    assert_no_canary(&log, "containerd's log");
     s.finish(&doc);
 }

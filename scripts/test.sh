@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 if [ "${1:-}" = "--all" ]; then
     shift
-    for peer in crane oras regclient helm ko buildkit distribution; do
+    for peer in crane oras regclient helm ko buildkit containerd distribution; do
         testground/$peer/build.sh >/dev/null
     done
 fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system packages the demo and the end-to-end tests use (registry, htpasswd, skopeo, buildah,
-# podman, curl) (Debian/Ubuntu, as root or via sudo).
+# podman, curl, runc) (Debian/Ubuntu, as root or via sudo).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -14,6 +14,8 @@ command -v podman >/dev/null || need+=(podman)
 command -v unshare >/dev/null || need+=(util-linux)
 # scripts/cluster.sh makes the test cluster's certificates with openssl.
 command -v openssl >/dev/null || need+=(openssl)
+# buildkitd's OCI worker (the client tier, scripts/test.sh --all) refuses to start without runc.
+command -v runc >/dev/null || need+=(runc)
 # libfuzzer-sys (fuzz/) compiles libFuzzer, which is C++.
 command -v c++ >/dev/null || need+=(g++)
 

@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
 # Runs every test: unit, component and end to end (real docker-registry and skopeo on loopback).
 # Installs the system packages the end-to-end tests need first.
+#
+# --all also builds the Go test peers of the client and registry tiers (e2e_clients.rs, e2e_registries.rs;
+# testground/<peer>/build.sh, cached by version outside the clone) so that those tests run instead of
+# printing that they were skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+if [ "${1:-}" = "--all" ]; then
+    shift
+    for peer in crane oras regclient helm ko buildkit containerd distribution; do
+        testground/$peer/build.sh >/dev/null
+    done
+fi
 # The control-plane tier (crates/connectors/tests/k8s_control_plane.rs) runs on etcd, kube-apiserver,
 # kube-controller-manager and kubectl built from their Go modules (testground/k8s/), cached outside the clone;
 # built here first so that the build shows as its own step (about 10 minutes on a fresh 2-core machine).

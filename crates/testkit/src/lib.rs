@@ -4,6 +4,8 @@
 //! Everything here starts or builds **real** things on this machine and binds `127.0.0.1` only:
 //!
 //! * [`Registry`] — a CNCF Distribution `docker-registry` (no auth, htpasswd, token auth, TLS);
+//! * [`GgcrRegistry`] — go-containerregistry's registry (`crane registry serve`), a second implementation;
+//! * [`peers`] — test peers built from Go modules, and the runner of `docs/<client>.md` command blocks;
 //! * [`TokenServer`] — a Distribution token-auth server (ES256 JWTs the registry accepts);
 //! * [`TestCa`] — a throw-away certificate authority issuing server certificates;
 //! * [`Cluster`] — a real Kubernetes control plane (`scripts/cluster.sh`), built from Go modules;
@@ -19,8 +21,10 @@
 mod auth;
 mod ca;
 mod cluster;
+mod ggcr;
 pub mod http;
 mod oci;
+pub mod peers;
 mod registry;
 mod skopeo;
 mod token;
@@ -29,6 +33,7 @@ mod util;
 pub use auth::AuthFile;
 pub use ca::TestCa;
 pub use cluster::{Cluster, KubectlOutput};
+pub use ggcr::GgcrRegistry;
 pub use oci::{ImageInfo, OciLayout, PseudoRandom, sha256_digest};
 pub use registry::{Registry, RegistryBuilder};
 pub use skopeo::{Output, Skopeo, assert_success};

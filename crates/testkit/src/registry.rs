@@ -35,6 +35,7 @@ pub struct RegistryBuilder {
     htpasswd: Vec<(String, String)>,
     token: Option<TokenAuth>,
     tls: Option<Tls>,
+    binary: Option<PathBuf>,
 }
 
 impl RegistryBuilder {
@@ -74,6 +75,14 @@ impl RegistryBuilder {
         self
     }
 
+    /// Runs another Distribution-compatible binary (`<binary> serve <config.yml>`, same config format)
+    /// instead of Debian's `docker-registry` 2.8, e.g. distribution v3's `registry` built by
+    /// `testground/distribution/build.sh`.
+    pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.binary = Some(path.into());
+        self
+    }
+
     /// Starts the registry and waits until it answers `GET /v2/` (10 s, then panics with the
     /// log's tail).
     pub fn start(self) -> Registry {
@@ -81,10 +90,12 @@ impl RegistryBuilder {
             self.htpasswd.is_empty() || self.token.is_none(),
             "a registry can use htpasswd or token auth, not both"
         );
-        let bin = require_tool(
-            "docker-registry",
-            "apt-get install docker-registry (CNCF Distribution 2.8)",
-        );
+        let bin = self.binary.clone().unwrap_or_else(|| {
+            require_tool(
+                "docker-registry",
+                "apt-get install docker-registry (CNCF Distribution 2.8)",
+            )
+        });
         let dir = tempfile::Builder::new()
             .prefix("testkit-registry-")
             .tempdir()

@@ -94,6 +94,7 @@ pub struct TokenServerBuilder {
     config: Config,
     service: String,
     issuer: String,
+    x5c: bool,
 }
 
 impl Default for TokenServerBuilder {
@@ -115,7 +116,16 @@ impl TokenServerBuilder {
             },
             service: "test-registry".into(),
             issuer: "test-issuer".into(),
+            x5c: false,
         }
+    }
+
+    /// Also puts the signer's certificate in the JWT header (`x5c`). distribution v3 no longer knows
+    /// libtrust key ids: it finds the key by `x5c` (a chain to `rootcertbundle`), `jwk`, or a `kid`
+    /// that is the RFC 7638 thumbprint. Registry 2.8 accepts `x5c` as well.
+    pub fn x5c(mut self, on: bool) -> Self {
+        self.x5c = on;
+        self
     }
 
     /// Adds a user granted [`DEFAULT_USER_ACTIONS`] (∩ what is requested).
@@ -177,6 +187,8 @@ struct Signer {
     key: EcdsaKeyPair,
     kid: String,
     cert_pem: String,
+    /// base64 (standard) DER of the certificate, when tokens carry `x5c`.
+    x5c: Option<String>,
     rng: SystemRandom,
 }
 
@@ -226,7 +238,10 @@ impl TokenServer {
     }
 
     fn start(b: TokenServerBuilder) -> TokenServer {
-        let signer = Signer::generate();
+        let mut signer = Signer::generate();
+        if !b.x5c {
+            signer.x5c = None;
+        }
         let state = Arc::new(State {
             config: Mutex::new(b.config),
             requests: Mutex::new(Vec::new()),
@@ -405,6 +420,7 @@ impl Signer {
             key,
             kid,
             cert_pem: cert.pem(),
+            x5c: Some(STANDARD.encode(cert.der())),
             rng,
         }
     }
@@ -485,7 +501,10 @@ impl State {
         let now = now_secs();
         let mut jti = [0u8; 16];
         self.signer.rng.fill(&mut jti).expect("random jti");
-        let header = serde_json::json!({"typ": "JWT", "alg": "ES256", "kid": self.signer.kid});
+        let mut header = serde_json::json!({"typ": "JWT", "alg": "ES256", "kid": self.signer.kid});
+        if let Some(der) = &self.signer.x5c {
+            header["x5c"] = serde_json::json!([der]);
+        }
         let claims = serde_json::json!({
             "iss": self.issuer,
             "sub": subject,

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Builds ko v0.19.1 (test peer only) from the pinned wrapper module beside this script; prints the cache folder.
+# The version is pinned in go.mod/go.sum here; keep VERSION in step with it.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+. "$HERE/../lib.sh"
+VERSION=v0.19.1
+build() {
+    (cd "$HERE" && GOFLAGS="$GOFLAGS -mod=readonly" go build -trimpath -o "$OUT/ko" github.com/google/ko)
+}
+tg_cached_or_build ko-$VERSION build

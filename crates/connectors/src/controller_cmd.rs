@@ -138,27 +138,35 @@ pub async fn controller(args: ControllerArgs) -> Result<ExitCode> {
         reprobe: args.reprobe,
     };
 
-    tracing::info!(identity = %args.identity, "waiting for the leader Lease");
-    tokio::select! {
-        () = elector.acquire() => {}
-        () = shutdown_signal() => return Ok(ExitCode::SUCCESS),
-    }
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let work = connectors_controller::run(client, access, config, async move {
-        let _ = stopped.await;
-    });
-    tokio::pin!(work);
-    tokio::select! {
-        () = &mut work => Ok(ExitCode::SUCCESS),
-        lost = elector.keep() => {
-            // Another replica may lead now: stop at once rather than reconcile beside it.
-            tracing::error!(error = %lost, "stepping down");
-            Ok(ExitCode::FAILURE)
+    // Lead while holding the Lease; a replica that loses it (say, the API server was away for longer than the
+    // lease duration) stops reconciling at once and waits for the Lease again, instead of exiting.
+    loop {
+        tracing::info!(identity = %args.identity, "waiting for the leader Lease");
+        tokio::select! {
+            () = elector.acquire() => {}
+            () = shutdown_signal() => return Ok(ExitCode::SUCCESS),
         }
-        () = shutdown_signal() => {
-            let _ = stop.send(());
-            work.await;
-            Ok(ExitCode::SUCCESS)
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let work = connectors_controller::run(
+            client.clone(),
+            access.clone(),
+            config.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        );
+        tokio::pin!(work);
+        tokio::select! {
+            () = &mut work => return Ok(ExitCode::SUCCESS),
+            lost = elector.keep() => {
+                // Another replica may lead now: stop at once (dropping the work) rather than reconcile beside it.
+                tracing::error!(error = %lost, "lost the leader Lease; stepping down");
+            }
+            () = shutdown_signal() => {
+                let _ = stop.send(());
+                work.await;
+                return Ok(ExitCode::SUCCESS);
+            }
         }
     }
 }

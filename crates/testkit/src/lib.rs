@@ -32,7 +32,7 @@ mod util;
 
 pub use auth::AuthFile;
 pub use ca::TestCa;
-pub use cluster::{Cluster, KubectlOutput};
+pub use cluster::{Cluster, KubectlOutput, processes_using};
 pub use ggcr::GgcrRegistry;
 pub use oci::{ImageInfo, OciLayout, PseudoRandom, sha256_digest};
 pub use registry::{Registry, RegistryBuilder};

@@ -26,12 +26,10 @@ use crate::body::{ProxyBody, empty, full};
 use crate::error::ProxyError;
 use crate::headers::{client_response_headers, upstream_request_headers};
 use crate::reverse::{AccessLog, send_upstream};
-use crate::{ForwardPolicy, Proxy};
+use crate::{ConnectionLease, ForwardPolicy, Proxy};
 
 /// How long a client may take to finish the TLS handshake inside a tunnel.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-/// A tunnel with no byte in either direction for this long is closed; a busy one never is.
-const TUNNEL_IDLE_LIMIT: Duration = Duration::from_secs(600);
 /// How long dialling a tunnel's destination may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the requests inside an intercepted connection may take to arrive.
@@ -127,7 +125,7 @@ pub(crate) async fn connect(
         .uri()
         .authority()
         .cloned()
-        .ok_or_else(|| ProxyError::BadPath("CONNECT needs a host:port target".to_owned()))?;
+        .ok_or_else(|| ProxyError::BadTarget("CONNECT needs a host:port target".to_owned()))?;
     let host = authority
         .host()
         .trim_start_matches('[')
@@ -136,6 +134,9 @@ pub(crate) async fn connect(
     let port = authority.port_u16().unwrap_or(443);
     log.path = format!("{host}:{port}");
     let caller = identify(proxy, req.headers(), log).await?;
+    // The tunnel or intercepted connection keeps the client connection's slot, shutdown guard and idle
+    // limit until it ends (the HTTP connection itself is done once it is upgraded).
+    let lease = req.extensions_mut().remove::<ConnectionLease>();
     let on_upgrade = hyper::upgrade::on(&mut req);
 
     if let Some((connector, endpoint)) = select(&caller.connectors, None, &host, port) {
@@ -153,9 +154,9 @@ pub(crate) async fn connect(
                 "this proxy has no CA, so it cannot intercept TLS for connectors".to_owned(),
             )
         })?;
-        let tls_config = ca
-            .server_config(&host)
-            .map_err(|e| ProxyError::NotImplemented(e.to_string()))?;
+        let tls_config = ca.server_config(&host).map_err(|e| {
+            ProxyError::internal(format!("cannot make a TLS certificate for {host}"), e)
+        })?;
         let ctx = Arc::new(Intercepted {
             connector: connector.reference.clone(),
             endpoint,
@@ -170,7 +171,9 @@ pub(crate) async fn connect(
         tokio::spawn(async move {
             let _open = open;
             match on_upgrade.await {
-                Ok(upgraded) => intercept(proxy, TokioIo::new(upgraded), tls_config, ctx).await,
+                Ok(upgraded) => {
+                    intercept(proxy, TokioIo::new(upgraded), tls_config, ctx, lease).await
+                }
                 Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
             }
         });
@@ -193,7 +196,15 @@ pub(crate) async fn connect(
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
-        let (up, down) = tunnel(TokioIo::new(upgraded), upstream, &host, port, &principal).await;
+        let (up, down) = tunnel(
+            TokioIo::new(upgraded),
+            upstream,
+            &host,
+            port,
+            &principal,
+            lease,
+        )
+        .await;
         metrics.tunnel_bytes(up, down);
     });
     Ok(Response::new(empty()))
@@ -206,10 +217,10 @@ async fn dial(
     port: u16,
 ) -> Result<TcpStream, ProxyError> {
     let unreachable = |reason: String| {
-        ProxyError::Upstream(connectors_registry::UpstreamError::Connect {
-            host: format!("{host}:{port}"),
+        ProxyError::Upstream(connectors_registry::UpstreamError::connect(
+            format!("{host}:{port}"),
             reason,
-        })
+        ))
     };
     let addrs: Vec<SocketAddr> = match overrides.lookup(host, port) {
         Some(addr) => vec![addr],
@@ -227,16 +238,33 @@ async fn dial(
     Ok(stream)
 }
 
+/// Copies a tunnel both ways until both sides are done, or until the client connection moved no byte for
+/// the idle limit (the client's bytes go through its connection's activity watch in both directions).
 async fn tunnel(
     mut client: TokioIo<hyper::upgrade::Upgraded>,
     mut upstream: TcpStream,
     host: &str,
     port: u16,
     principal: &str,
+    lease: Option<ConnectionLease>,
 ) -> (u64, u64) {
     let started = Instant::now();
-    let result =
-        crate::idle::copy_bidirectional_idle(&mut client, &mut upstream, TUNNEL_IDLE_LIMIT).await;
+    let stalled = async {
+        match &lease {
+            Some(lease) => lease.stalled().await,
+            None => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => result,
+        () = stalled => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "no traffic for {} s (--idle-timeout)",
+                lease.as_ref().map_or(0, |l| l.idle().as_secs())
+            ),
+        )),
+    };
     let (up, down, complete) = match result {
         Ok((up, down)) => (up, down, true),
         Err(e) => {
@@ -278,6 +306,7 @@ async fn intercept(
     io: TokioIo<hyper::upgrade::Upgraded>,
     tls_config: Arc<rustls::ServerConfig>,
     ctx: Arc<Intercepted>,
+    lease: Option<ConnectionLease>,
 ) {
     let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
     let start = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor).await {
@@ -306,39 +335,64 @@ async fn intercept(
         Err(_) => return,
     };
     let limits = proxy.limits.clone();
-    let service =
-        service_fn(move |req| {
-            let proxy = proxy.clone();
-            let ctx = ctx.clone();
-            async move {
-                let started = Instant::now();
-                let mut log = AccessLog::start(
-                    &proxy.ops,
-                    req.method().to_string(),
-                    format!("{}:{}{}", ctx.host, ctx.port, req.uri().path()),
-                );
-                log.connector = ctx.connector.to_string();
-                log.known = true;
-                log.principal = ctx.principal.clone();
-                log.pod = ctx.pod.clone();
-                log.forward = true;
-                let response = inner_request(&proxy, &ctx, req, &mut log).await.unwrap_or_else(|e| {
-                if e.status().is_server_error() {
-                    tracing::warn!(connector = %log.connector, error = %e, "request failed");
+    let ctx_host = ctx.host.clone();
+    let handling = lease.clone();
+    let service = service_fn(move |req| {
+        let proxy = proxy.clone();
+        let ctx = ctx.clone();
+        let guard = handling.as_ref().map(ConnectionLease::handling);
+        async move {
+            let _guard = guard;
+            let started = Instant::now();
+            let mut log = AccessLog::start(
+                &proxy.ops,
+                req.method().to_string(),
+                format!("{}:{}{}", ctx.host, ctx.port, req.uri().path()),
+            );
+            log.connector = ctx.connector.to_string();
+            log.known = true;
+            log.principal = ctx.principal.clone();
+            log.pod = ctx.pod.clone();
+            log.forward = true;
+            let response = inner_request(&proxy, &ctx, req, &mut log).await.unwrap_or_else(|e| {
+                if e.side() != crate::error::Side::Client {
+                    tracing::warn!(connector = %log.connector, side = ?e.side(), error = %e.chain(), "request failed");
                 }
                 e.into_response()
             });
-                Ok::<_, std::convert::Infallible>(log.finish(response, started))
-            }
-        });
-    let result = hyper::server::conn::http1::Builder::new()
+            Ok::<_, std::convert::Infallible>(log.finish(response, started))
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
         .timer(TokioTimer::new())
         .max_headers(limits.hyper_max_headers())
         .max_buf_size(limits.hyper_max_header_bytes().max(64 * 1024))
         .max_header_size(limits.hyper_max_header_bytes())
-        .header_read_timeout(INNER_HEADER_TIMEOUT)
-        .serve_connection(TokioIo::new(tls), service)
-        .await;
+        .header_read_timeout(INNER_HEADER_TIMEOUT);
+    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    let Some(lease) = lease else {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "intercepted connection ended with an error");
+        }
+        return;
+    };
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = lease.stalled() => {
+            tracing::info!(host = %ctx_host, idle_s = lease.idle().as_secs(), "closing an intercepted connection that moved no byte for the idle timeout");
+            return;
+        }
+        () = lease.stopping() => {
+            // Finish the request in progress, then close instead of keeping alive.
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                result = conn.as_mut() => result,
+                () = lease.stalled() => return,
+            }
+        }
+    };
     if let Err(e) = result {
         tracing::debug!(error = %e, "intercepted connection ended with an error");
     }
@@ -385,7 +439,7 @@ async fn inner_request(
     }
     let uri: Uri = target
         .parse()
-        .map_err(|e| ProxyError::BadPath(format!("cannot build the upstream URL: {e}")))?;
+        .map_err(|e| ProxyError::internal("cannot build the upstream URL", e))?;
 
     let is_address = ctx.endpoint == connector.address;
     let (parts, body) = req.into_parts();
@@ -467,14 +521,12 @@ async fn send_plain(
         .method(parts.method)
         .uri(uri)
         .body(body)
-        .map_err(|e| ProxyError::BadPath(format!("cannot build the upstream request: {e}")))?;
+        .map_err(|e| ProxyError::internal("cannot build the upstream request", e))?;
     *request.headers_mut() = upstream_request_headers(parts.headers);
-    client.request(request).await.map_err(|e| {
-        ProxyError::Upstream(connectors_registry::UpstreamError::Connect {
-            host: host.to_owned(),
-            reason: connectors_registry::error::error_chain(&e),
-        })
-    })
+    client
+        .request(request)
+        .await
+        .map_err(|e| ProxyError::Upstream(connectors_registry::UpstreamError::from_send(host, e)))
 }
 
 /// Absolute-form `http://host:port/path` requests.
@@ -485,7 +537,7 @@ pub(crate) async fn absolute(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let uri = req.uri().clone();
     if uri.scheme_str() != Some("http") {
-        return Err(ProxyError::BadPath(format!(
+        return Err(ProxyError::BadTarget(format!(
             "absolute-form requests must be http://; for https use CONNECT (got {:?})",
             uri.scheme_str().unwrap_or("")
         )));

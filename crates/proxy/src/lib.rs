@@ -13,7 +13,6 @@ pub mod ca;
 pub mod error;
 mod forward;
 pub mod headers;
-pub mod idle;
 pub mod limits;
 pub mod metrics;
 mod reverse;
@@ -84,6 +83,45 @@ impl Drop for ConnectionGuard {
         {
             self.0.idle.notify_waiters();
         }
+    }
+}
+
+/// What one client connection holds until its last use ends: its HTTP requests and, after a CONNECT, the
+/// tunnel or intercepted TLS connection it became. That is the connection slot (`--max-connections`),
+/// the shutdown guard (`--shutdown-grace` waits for it), the open-connections gauge, and the activity
+/// that the idle limit (`--idle-timeout`) watches. Cloned into each request's extensions.
+#[derive(Clone)]
+pub(crate) struct ConnectionLease(Arc<LeaseInner>);
+
+struct LeaseInner {
+    _slot: limits::ConnectionSlot,
+    _active: ConnectionGuard,
+    _open: metrics::GaugeGuard,
+    activity: Arc<limits::Activity>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    idle: Duration,
+}
+
+impl ConnectionLease {
+    /// Completes when the connection has moved no byte for the idle limit while no request was being
+    /// handled.
+    pub(crate) async fn stalled(&self) {
+        self.0.activity.stalled(self.0.idle).await;
+    }
+
+    /// Marks a request (inside an intercepted connection) as being handled until the guard drops.
+    pub(crate) fn handling(&self) -> limits::HandlingGuard {
+        self.0.activity.handling()
+    }
+
+    /// Completes when the proxy is shutting down.
+    pub(crate) async fn stopping(&self) {
+        let mut stop = self.0.stop.clone();
+        let _ = stop.wait_for(|stopping| *stopping).await;
+    }
+
+    pub(crate) fn idle(&self) -> Duration {
+        self.0.idle
     }
 }
 
@@ -208,7 +246,8 @@ impl Proxy {
 
     /// Accepts connections until `shutdown` completes; then stops accepting, lets each connection finish
     /// the request it is serving (an upload of any size included) and close, for at most `grace`.
-    /// Tunnels and intercepted connections are not waited for.
+    /// Tunnels and intercepted connections are waited for too: an intercepted connection finishes its
+    /// request in progress and closes; a tunnel goes on until it ends or the grace is over.
     pub async fn serve_with_grace(
         self: Arc<Self>,
         listener: TcpListener,
@@ -237,58 +276,15 @@ impl Proxy {
                 tokio::spawn(refuse_overloaded(stream, self.limits.overloaded()));
                 continue;
             };
-            let proxy = self.clone();
-            let mut stop = stop_rx.clone();
-            let guard = (active.enter(), self.ops.metrics.connection());
-            tokio::spawn(async move {
-                let _guard = guard;
-                let _slot = slot;
-                let activity = limits::Activity::new();
-                let idle = proxy.limits.idle_timeout;
-                let mut builder = hyper::server::conn::http1::Builder::new();
-                builder
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(proxy.limits.header_read_timeout)
-                    .max_headers(proxy.limits.hyper_max_headers())
-                    .max_buf_size(proxy.limits.hyper_max_header_bytes().max(64 * 1024))
-                    .max_header_size(proxy.limits.hyper_max_header_bytes())
-                    .keep_alive(true);
-                let handling = activity.clone();
-                let service = service_fn(move |req| {
-                    let proxy = proxy.clone();
-                    let guard = handling.handling();
-                    async move {
-                        let response = proxy.handle(req).await;
-                        drop(guard);
-                        Ok::<_, Infallible>(response)
-                    }
-                });
-                let conn = builder
-                    .serve_connection(
-                        TokioIo::new(limits::Watched::new(stream, activity.clone())),
-                        service,
-                    )
-                    .with_upgrades();
-                tokio::pin!(conn);
-                let result = tokio::select! {
-                    result = conn.as_mut() => result,
-                    () = activity.stalled(idle) => {
-                        tracing::info!(%peer, idle_s = idle.as_secs(), "closing a connection that moved no byte for the idle timeout");
-                        return;
-                    }
-                    () = async { let _ = stop.wait_for(|stopping| *stopping).await; } => {
-                        // Finish the response in progress, then close instead of keeping alive.
-                        conn.as_mut().graceful_shutdown();
-                        tokio::select! {
-                            result = conn.as_mut() => result,
-                            () = activity.stalled(idle) => return,
-                        }
-                    }
-                };
-                if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-            });
+            let lease = ConnectionLease(Arc::new(LeaseInner {
+                _slot: slot,
+                _active: active.enter(),
+                _open: self.ops.metrics.connection(),
+                activity: limits::Activity::new(),
+                stop: stop_rx.clone(),
+                idle: self.limits.idle_timeout,
+            }));
+            tokio::spawn(self.clone().serve_connection(stream, peer, lease));
         }
         drop(listener);
         let _ = stop_tx.send(true);
@@ -309,6 +305,64 @@ impl Proxy {
         Ok(())
     }
 
+    /// Serves the HTTP/1.1 requests of one client connection. The connection's `lease` goes with each
+    /// request, so that a CONNECT that becomes a tunnel or an intercepted connection keeps it.
+    async fn serve_connection(
+        self: Arc<Self>,
+        stream: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        lease: ConnectionLease,
+    ) {
+        let activity = lease.0.activity.clone();
+        let mut stop = lease.0.stop.clone();
+        let idle = self.limits.idle_timeout;
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.limits.header_read_timeout)
+            .max_headers(self.limits.hyper_max_headers())
+            .max_buf_size(self.limits.hyper_max_header_bytes().max(64 * 1024))
+            .max_header_size(self.limits.hyper_max_header_bytes())
+            .keep_alive(true);
+        let proxy = self.clone();
+        let handling = activity.clone();
+        let service = service_fn(move |mut req: Request<Incoming>| {
+            let proxy = proxy.clone();
+            let guard = handling.handling();
+            req.extensions_mut().insert(lease.clone());
+            async move {
+                let response = proxy.handle(req).await;
+                drop(guard);
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let conn = builder
+            .serve_connection(
+                TokioIo::new(limits::Watched::new(stream, activity.clone())),
+                service,
+            )
+            .with_upgrades();
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            result = conn.as_mut() => result,
+            () = activity.stalled(idle) => {
+                tracing::info!(%peer, idle_s = idle.as_secs(), "closing a connection that moved no byte for the idle timeout");
+                return;
+            }
+            () = async { let _ = stop.wait_for(|stopping| *stopping).await; } => {
+                // Finish the response in progress, then close instead of keeping alive.
+                conn.as_mut().graceful_shutdown();
+                tokio::select! {
+                    result = conn.as_mut() => result,
+                    () = activity.stalled(idle) => return,
+                }
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    }
+
     /// The limits this proxy enforces.
     pub fn limits(&self) -> &Limits {
         &self.limits
@@ -324,8 +378,8 @@ impl Proxy {
         );
         let result = self.dispatch(req, &mut log).await;
         let response = result.unwrap_or_else(|e| {
-            if e.status().is_server_error() {
-                tracing::warn!(connector = %log.connector, error = %e, "request failed");
+            if e.side() != crate::error::Side::Client {
+                tracing::warn!(connector = %log.connector, side = ?e.side(), error = %e.chain(), "request failed");
             }
             e.into_response()
         });

@@ -95,12 +95,7 @@ pub(crate) async fn handle(
                 reason: reason.clone(),
             })?;
 
-    let oci = parse_oci_path(&rest).ok_or_else(|| {
-        ProxyError::BadPath(format!(
-            "{:?} is not a distribution API path; expected <repository>/(manifests|blobs|tags|referrers)/…",
-            rest
-        ))
-    })?;
+    let oci = parse_oci_path(&rest).ok_or_else(|| ProxyError::NotRegistryPath(rest.clone()))?;
     log.repository = oci.repository.to_owned();
     log.operation = oci.endpoint.name();
     log.reference = reference_of(&oci.endpoint, req.uri().query());
@@ -183,7 +178,7 @@ fn upstream_uri(
         s.push_str(q);
     }
     s.parse()
-        .map_err(|e| ProxyError::BadPath(format!("cannot build the upstream URL: {e}")))
+        .map_err(|e| ProxyError::internal("cannot build the upstream URL", e))
 }
 
 /// A body that is known empty or small is held (and can be sent again); anything else streams. Either
@@ -208,7 +203,7 @@ pub(crate) async fn request_body(
             let bytes = Limited::new(body, MAX_REPLAYABLE_BODY as usize)
                 .collect()
                 .await
-                .map_err(|e| ProxyError::RequestBody(e.to_string()))?
+                .map_err(|e| ProxyError::RequestBody(Arc::from(e)))?
                 .to_bytes();
             log.bytes_in = bytes.len() as u64;
             Ok(RequestBody::Full(bytes))

@@ -1,20 +1,24 @@
-//! The Connectors proxy server: one listener for reverse mode (origin-form requests) and, later,
-//! forward mode (absolute-form and CONNECT).
+//! The Connectors proxy server: one listener for reverse mode (origin-form requests under
+//! `/v2/namespaces/<ns>/connectors/<name>/`) and forward mode (`CONNECT` and absolute-form requests from
+//! clients that set `HTTPS_PROXY`).
 //!
-//! The request path runs in phases (see ARCHITECTURE.md): classify → identify → authenticate and
-//! authorize → target → upstream request → send → response → log. Each phase is a small function
-//! in its own module with its own tests.
+//! Every request runs through the same phases ([`phases`]: authenticate → authorize → resolve the
+//! connector → its credentials → send upstream → shape the response → respond, which writes the log line,
+//! metrics and audit record) with one per-request context ([`context::RequestContext`]); `reverse.rs` and
+//! `forward.rs` only read their mode's request and call them.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod audit;
 pub mod body;
 pub mod ca;
+mod context;
 pub mod error;
 mod forward;
 pub mod headers;
 pub mod limits;
 pub mod metrics;
+mod phases;
 mod reverse;
 pub mod rewrite;
 pub mod route;
@@ -22,7 +26,7 @@ pub mod route;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use connectors_catalog::Catalog;
@@ -35,9 +39,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::body::{ProxyBody, full};
+use crate::context::RequestContext;
 use crate::error::ProxyError;
 use crate::limits::Limits;
-use crate::reverse::AccessLog;
 use crate::route::{Route, route};
 
 /// How long in-flight requests may take to finish after a shutdown signal, by default.
@@ -143,7 +147,8 @@ pub fn upstream_target<'a>(
 /// What forward mode does with destinations that are not connectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ForwardPolicy {
-    /// Tunnel the bytes untouched: no interception, no credentials (SPEC §4, Decision).
+    /// Tunnel the bytes untouched: no interception, no credentials. Clients that set `HTTPS_PROXY` send all
+    /// their traffic through the proxy, not only the connectors'; refusing the rest would break them.
     #[default]
     Tunnel,
     /// Refuse them with 403.
@@ -205,7 +210,7 @@ impl Proxy {
         )
     }
 
-    /// A proxy with `forward` settings, request `limits` and reporting to `ops` (metrics, audit log).
+    /// A proxy with `forward` settings, request `limits` and reporting to `ops` (metrics, audit cx).
     /// Proxies built from clones of one `Limits` share its connection count (one per worker thread,
     /// one limit in all).
     #[allow(clippy::too_many_arguments)]
@@ -316,14 +321,7 @@ impl Proxy {
         let activity = lease.0.activity.clone();
         let mut stop = lease.0.stop.clone();
         let idle = self.limits.idle_timeout;
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.limits.header_read_timeout)
-            .max_headers(self.limits.hyper_max_headers())
-            .max_buf_size(self.limits.hyper_max_header_bytes().max(64 * 1024))
-            .max_header_size(self.limits.hyper_max_header_bytes())
-            .keep_alive(true);
+        let builder = self.limits.http1_builder(self.limits.header_read_timeout);
         let proxy = self.clone();
         let handling = activity.clone();
         let service = service_fn(move |mut req: Request<Incoming>| {
@@ -368,35 +366,29 @@ impl Proxy {
         &self.limits
     }
 
-    /// Phase 1 (classify) and dispatch. Never fails: errors become responses here.
+    /// Classifies a request by its mode and hands it to the mode's adapter, which runs the phases
+    /// ([`phases`]); never fails: [`RequestContext::respond`] turns errors into responses.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
-        let started = Instant::now();
-        let mut log = AccessLog::start(
+        let mut cx = RequestContext::start(
             &self.ops,
             req.method().to_string(),
             req.uri().path().to_owned(),
         );
-        let result = self.dispatch(req, &mut log).await;
-        let response = result.unwrap_or_else(|e| {
-            if e.side() != crate::error::Side::Client {
-                tracing::warn!(connector = %log.connector, side = ?e.side(), error = %e.chain(), "request failed");
-            }
-            e.into_response()
-        });
-        log.finish(response, started)
+        let result = self.dispatch(req, &mut cx).await;
+        cx.respond(result)
     }
 
     async fn dispatch(
         self: &Arc<Self>,
         req: Request<Incoming>,
-        log: &mut AccessLog,
+        cx: &mut RequestContext,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         self.limits.check_request(&req)?;
         if req.method() == Method::CONNECT {
-            return forward::connect(self, req, log).await;
+            return forward::connect(self, req, cx).await;
         }
         if req.uri().scheme().is_some() {
-            return forward::absolute(self, req, log).await;
+            return forward::absolute(self, req, cx).await;
         }
         let host = req
             .headers()
@@ -407,8 +399,8 @@ impl Proxy {
             Route::Health => Ok(Response::new(full(Bytes::from_static(b"ok\n")))),
             Route::NotFound => Err(ProxyError::NotFound),
             Route::BadConnectorPath(why) => Err(ProxyError::BadPath(why)),
-            Route::Ping(mount) => reverse::ping(self, req.headers(), mount, log).await,
-            Route::Registry { mount, rest } => reverse::handle(self, req, mount, rest, log).await,
+            Route::Ping(mount) => reverse::ping(self, req.headers(), mount, cx).await,
+            Route::Registry { mount, rest } => reverse::handle(self, req, mount, rest, cx).await,
         }
     }
 }

@@ -92,6 +92,24 @@ impl Limits {
         self.max_headers.saturating_mul(HARD_FACTOR).max(16)
     }
 
+    /// The HTTP/1.1 server settings of client connections (and of the connections inside intercepted
+    /// TLS): hyper's hard limits at twice ours, and `header_read_timeout` for the request headers and for
+    /// the wait between kept-alive requests.
+    pub(crate) fn http1_builder(
+        &self,
+        header_read_timeout: Duration,
+    ) -> hyper::server::conn::http1::Builder {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .max_headers(self.hyper_max_headers())
+            .max_buf_size(self.hyper_max_header_bytes().max(64 * 1024))
+            .max_header_size(self.hyper_max_header_bytes())
+            .keep_alive(true);
+        builder
+    }
+
     /// A connection slot, or `None` when `max_connections` are open.
     pub(crate) fn try_connection(&self) -> Option<ConnectionSlot> {
         let mut current = self.connections.load(Ordering::SeqCst);

@@ -7,8 +7,8 @@
 use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Request};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ProxyError;
 
@@ -40,7 +41,9 @@ pub struct Limits {
     /// How long a request body may send nothing, and a response may not be read, before the connection
     /// is closed. Only silence counts: a slow transfer that keeps moving is never cut.
     pub idle_timeout: Duration,
-    connections: Arc<AtomicUsize>,
+    /// The connection slots, made on first use from `max_connections` (set after `default()`) and
+    /// shared by clones.
+    connections: Arc<OnceLock<Arc<Semaphore>>>,
 }
 
 impl Default for Limits {
@@ -110,28 +113,29 @@ impl Limits {
         builder
     }
 
+    fn slots(&self) -> &Arc<Semaphore> {
+        self.connections
+            .get_or_init(|| Arc::new(Semaphore::new(self.slot_count())))
+    }
+
+    fn slot_count(&self) -> usize {
+        self.max_connections.min(Semaphore::MAX_PERMITS)
+    }
+
     /// A connection slot, or `None` when `max_connections` are open.
     pub(crate) fn try_connection(&self) -> Option<ConnectionSlot> {
-        let mut current = self.connections.load(Ordering::SeqCst);
-        loop {
-            if current >= self.max_connections {
-                return None;
-            }
-            match self.connections.compare_exchange(
-                current,
-                current + 1,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
-                Ok(_) => return Some(ConnectionSlot(self.connections.clone())),
-                Err(now) => current = now,
-            }
-        }
+        self.slots()
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .map(|permit| ConnectionSlot { _permit: permit })
     }
 
     /// Open client connections, across the worker threads that share these limits.
     pub fn open_connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
+        self.connections
+            .get()
+            .map_or(0, |slots| self.slot_count() - slots.available_permits())
     }
 
     /// The answer to a connection over `max_connections`.
@@ -238,12 +242,8 @@ pub fn check_header_values(headers: &HeaderMap) -> Result<(), ProxyError> {
 }
 
 /// One open client connection, counted until dropped.
-pub(crate) struct ConnectionSlot(Arc<AtomicUsize>);
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
+pub(crate) struct ConnectionSlot {
+    _permit: OwnedSemaphorePermit,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -458,7 +458,9 @@ mod tests {
         let a = limits.try_connection().expect("first");
         let _b = copy.try_connection().expect("second, through a clone");
         assert!(limits.try_connection().is_none());
+        assert_eq!(limits.open_connections(), 2);
         drop(a);
+        assert_eq!(copy.open_connections(), 1);
         assert!(copy.try_connection().is_some());
     }
 

@@ -1,4 +1,4 @@
-//! Support for the proxy's component tests (ARCHITECTURE.md, Testing, layer 2).
+//! Support for the proxy's component tests (docs/testing.md, the component layer).
 //!
 //! * [`FakeRegistry`] — an in-process, **fake** upstream registry (a hyper server on `127.0.0.1:0`).
 //!   Each test scripts its answers, including faults a real registry will not produce on demand:

@@ -14,6 +14,7 @@ mod error;
 mod header;
 mod local;
 mod principal;
+pub mod private_file;
 mod time;
 
 use async_trait::async_trait;

@@ -11,7 +11,8 @@
 pub mod admin;
 pub mod audit;
 pub mod body;
-pub mod ca;
+/// The proxy CA, in a crate of its own (`connectors-ca`) so that its users need not depend on the server.
+pub use connectors_ca as ca;
 mod context;
 pub mod error;
 mod forward;

@@ -1,4 +1,4 @@
-//! `connectors controller`: keeps every Connector's status and proxy Service current (SPEC §6).
+//! `connectors controller`: keeps every Connector's status and proxy Service current (docs/kubernetes.md).
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -1,5 +1,5 @@
-//! Error paths of reverse mode with a real registry and the real binary: each gives the status SPEC §3
-//! names, an OCI error body whose message says what to fix, and never the registry password.
+//! Error paths of reverse mode with a real registry and the real binary: each gives the status that README.md's
+//! error table names, an OCI error body whose message says what to fix, and never the registry password.
 
 mod common;
 

@@ -323,10 +323,20 @@ async fn reverse_mode_with_serviceaccount_tokens() {
     assert_eq!(cached.status, 200, "cached decision: {}", cached.text());
     let fresh = sa_token("fresh");
     let refused = get_manifest(&url, &fresh).await;
-    // Fail closed: 403 (the proxy's answer to "cannot decide"), saying why, not 200.
-    assert_eq!(refused.status, 403, "{}", refused.text());
+    // Fail closed: 503 with Retry-After (the proxy could not check), saying why, not 200 and not 403.
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(
+        refused.header("retry-after").is_some(),
+        "{:?}",
+        refused.headers
+    );
     assert!(refused.text().contains("API server"), "{}", refused.text());
-    assert_response_clean(&refused, "403 while the API server is down");
+    assert!(
+        refused.text().contains("could not check"),
+        "{}",
+        refused.text()
+    );
+    assert_response_clean(&refused, "503 while the API server is down");
     fake.set_down(false);
 
     // A connector created while the proxy runs is served without a restart.

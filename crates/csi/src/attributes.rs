@@ -1,4 +1,4 @@
-//! The volume attributes a Pod sets on a `connectors-csi` volume (SPEC §5, API notes §4.2).
+//! The volume attributes a Pod sets on a `connectors-csi` volume (docs/kubernetes.md, "CSI driver in the cluster").
 
 use std::collections::HashMap;
 use std::time::Duration;

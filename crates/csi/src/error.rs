@@ -91,7 +91,7 @@ fn render_code(err: &RenderError) -> tonic::Code {
     }
 }
 
-/// SPEC §5: a template error reads `failed to generate configuration: …`.
+/// A template error reads `failed to generate configuration: …`.
 fn render_message(err: &RenderError) -> String {
     const PREFIX: &str = "failed to generate configuration";
     let message = err.to_string();

@@ -1,5 +1,5 @@
 //! `connectors-csi`: a Container Storage Interface driver that mounts ready-to-use client configuration into
-//! Pods (SPEC §5).
+//! Pods (docs/kubernetes.md, "CSI driver in the cluster"; docs/rendered-files.md).
 //!
 //! A Pod declares an inline ephemeral volume with `driver: connectors-csi`, `readOnly: true` and volume attributes
 //! naming its connectors. On NodePublishVolume the driver resolves the connectors in the [catalog](Catalog),

@@ -41,7 +41,7 @@ pub enum AuthError {
     Unavailable(String),
 }
 
-/// How the proxy should answer an [`AuthError`] (SPEC §3).
+/// How the proxy should answer an [`AuthError`] (the table in README.md, "Errors the workload sees").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthErrorKind {
     /// Missing or invalid credentials: 401 in reverse mode, 407 in forward mode.

@@ -1,4 +1,4 @@
-//! Parsing the credentials a workload sends (SPEC §3). Pure functions over header bytes with no I/O, so a
+//! Parsing the credentials a workload sends (README.md, "Errors the workload sees"; docs/security.md). Pure functions over header bytes with no I/O, so a
 //! cargo-fuzz target can call them as they are.
 //!
 //! Decoded credentials are held in zeroizing buffers and error reasons never quote the token: the reasons end up

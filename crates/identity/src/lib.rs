@@ -1,9 +1,10 @@
 //! Who is calling the proxy, and may they use this connector?
 //!
-//! A workload authenticates to the proxy with a short-lived proxy token (SPEC §3). This crate holds:
+//! A workload authenticates to the proxy with a short-lived proxy token (docs/security.md). This crate holds:
 //! - [`Principal`], what an [`Authenticator`] learns from a token, and the [`Authorizer`] that decides whether a
 //!   principal may use a connector. Both traits are object-safe so the proxy can hold `Arc<dyn …>` and pick the
-//!   backend (embedded signed tokens now, Kubernetes TokenReview/SubjectAccessReview later) at start-up;
+//!   backend at start-up (embedded signed tokens here; Kubernetes TokenReview/SubjectAccessReview in
+//!   `connectors-kube`);
 //! - [`LocalTokens`], the embedded-mode backend: tokens signed with an Ed25519 key in the state folder;
 //! - pure parsers for the `Authorization` and `Proxy-Authorization` headers ([`token_from_authorization`],
 //!   [`parse_proxy_authorization`]) that a fuzz target can call directly.
@@ -13,6 +14,7 @@ mod error;
 mod header;
 mod local;
 mod principal;
+pub mod private_file;
 mod time;
 
 use async_trait::async_trait;

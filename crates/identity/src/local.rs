@@ -7,8 +7,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read as _, Write as _};
+use std::fs::{self, File};
+use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -450,29 +450,19 @@ fn read_key(path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>, IdentityError> {
 fn create_key(path: &Path, rng: &SystemRandom) -> Result<Zeroizing<Vec<u8>>, IdentityError> {
     let document = Ed25519KeyPair::generate_pkcs8(rng).map_err(|_| IdentityError::Random)?;
     let pkcs8 = Zeroizing::new(document.as_ref().to_vec());
-    // Written to a private temporary file and hard-linked into place: the link fails if the key appeared in the
-    // meantime, so two processes starting on a fresh folder agree on one key and neither reads a half-written
-    // file (a rename would silently replace the other's key).
-    let tmp = path.with_file_name(format!(
-        "{KEY_FILE_NAME}.tmp-{}-{}",
-        std::process::id(),
-        random_hex::<8>(rng)?
-    ));
-    write_private(&tmp, &pkcs8).map_err(|source| IdentityError::KeyWrite {
-        path: tmp.clone(),
-        source,
+    // Race-free: two processes starting on a fresh folder agree on one key (crate::private_file).
+    let created = crate::private_file::create_once(path, &pkcs8, 0o600).map_err(|source| {
+        IdentityError::KeyWrite {
+            path: path.to_owned(),
+            source,
+        }
     })?;
-    let linked = fs::hard_link(&tmp, path);
-    if let Err(err) = fs::remove_file(&tmp) {
-        tracing::warn!(path = %tmp.display(), error = %err, "could not remove a temporary key file");
-    }
-    match linked {
-        Ok(()) => {
-            sync_parent(path);
+    match created {
+        crate::private_file::Created::Written => {
             tracing::info!(path = %path.display(), "created a new token signing key");
             Ok(pkcs8)
         }
-        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+        crate::private_file::Created::Existed => {
             read_key(path)?.ok_or_else(|| IdentityError::KeyRead {
                 path: path.to_owned(),
                 source: io::Error::new(
@@ -481,37 +471,6 @@ fn create_key(path: &Path, rng: &SystemRandom) -> Result<Zeroizing<Vec<u8>>, Ide
                 ),
             })
         }
-        Err(source) => Err(IdentityError::KeyWrite {
-            path: path.to_owned(),
-            source,
-        }),
-    }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    let written = file.write_all(bytes).and_then(|()| file.sync_all());
-    if written.is_err() {
-        // Best effort: the caller reports the write error, which matters more than a leftover file.
-        let _ = fs::remove_file(path);
-    }
-    written
-}
-
-/// Makes the new directory entry durable, so a crash right after start-up does not lose the key that tokens
-/// were already signed with. Best effort: not every platform can open a directory.
-fn sync_parent(path: &Path) {
-    if let Some(dir) = path.parent()
-        && let Err(err) = File::open(dir).and_then(|dir| dir.sync_all())
-    {
-        tracing::debug!(path = %dir.display(), error = %err, "could not sync the state folder");
     }
 }
 

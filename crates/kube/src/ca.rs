@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use base64::Engine as _;
-use connectors_proxy::ca::ProxyCa;
+use connectors_ca::ProxyCa;
 use kube::api::{Api, DynamicObject, PostParams};
 
 use crate::KubeError;

@@ -12,26 +12,25 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use connectors_catalog::ResolvedConnector;
-use connectors_identity::{Principal, parse_proxy_authorization_within};
+use connectors_identity::Principal;
 use connectors_model::{ConnectorRef, Endpoint, Scheme};
 use connectors_registry::{ResolveOverrides, parse_oci_path, scopes_for};
-use http::{HeaderValue, Method, Request, Response, Uri, header};
+use http::{Method, Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::body::{ProxyBody, empty, full};
+use crate::body::{ProxyBody, empty};
+use crate::context::RequestContext;
 use crate::error::ProxyError;
-use crate::headers::{client_response_headers, upstream_request_headers};
-use crate::reverse::{AccessLog, send_upstream};
-use crate::{ForwardPolicy, Proxy};
+use crate::headers::upstream_request_headers;
+use crate::phases;
+use crate::{ConnectionLease, ForwardPolicy, Proxy};
 
 /// How long a client may take to finish the TLS handshake inside a tunnel.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-/// A tunnel with no byte in either direction for this long is closed; a busy one never is.
-const TUNNEL_IDLE_LIMIT: Duration = Duration::from_secs(600);
 /// How long dialling a tunnel's destination may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the requests inside an intercepted connection may take to arrive.
@@ -43,55 +42,18 @@ struct ForwardCaller {
     connectors: Vec<Arc<ResolvedConnector>>,
 }
 
-/// Phase 2–3 for forward mode: `Proxy-Authorization` names the connectors and carries the token; every
+/// Phases 1–3 for forward mode: `Proxy-Authorization` names the connectors and carries the token; every
 /// named connector must be allowed and must exist.
 async fn identify(
     proxy: &Proxy,
     headers: &http::HeaderMap,
-    log: &mut AccessLog,
+    cx: &mut RequestContext,
 ) -> Result<ForwardCaller, ProxyError> {
-    log.forward = true;
-    let value = headers.get(header::PROXY_AUTHORIZATION).ok_or_else(|| {
-        log.auth_failure = Some("missing");
-        ProxyError::ProxyUnauthenticated(
-            "no proxy credentials: set HTTPS_PROXY=http://<namespace>%2F<connector>:<token>@<proxy>".to_owned(),
-        )
-    })?;
-    proxy.limits.check_proxy_authorization(value.as_bytes())?;
-    let credentials = parse_proxy_authorization_within(
-        value.as_bytes(),
-        proxy.limits.max_proxy_authorization_bytes,
-    )
-    .map_err(|e| {
-        log.auth_failure = Some(crate::reverse::auth_reason(&e));
-        ProxyError::from_proxy_auth(e)
-    })?;
-    proxy
-        .limits
-        .check_connector_count(credentials.connectors.len())?;
-    let principal = proxy
-        .authn
-        .authenticate(&credentials.token)
-        .await
-        .map_err(|e| {
-            log.auth_failure = Some(crate::reverse::auth_reason(&e));
-            ProxyError::from_proxy_auth(e)
-        })?;
-    log.set_principal(&principal);
-    log.connector = credentials
-        .connectors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut connectors = Vec::with_capacity(credentials.connectors.len());
-    for reference in &credentials.connectors {
-        crate::reverse::authorize(proxy, &principal, reference, log).await?;
-        let connector = proxy
-            .catalog
-            .connector(reference)
-            .ok_or_else(|| ProxyError::UnknownConnector(reference.to_string()))?;
-        connectors.push(connector);
+    let (principal, named) = phases::authenticate_proxy(proxy, headers, cx).await?;
+    let mut connectors = Vec::with_capacity(named.len());
+    for reference in &named {
+        phases::authorize(proxy, &principal, reference, cx).await?;
+        connectors.push(phases::resolve_connector(proxy, reference)?);
     }
     Ok(ForwardCaller {
         principal,
@@ -121,56 +83,58 @@ fn select(
 pub(crate) async fn connect(
     proxy: &Arc<Proxy>,
     mut req: Request<Incoming>,
-    log: &mut AccessLog,
+    cx: &mut RequestContext,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let authority = req
         .uri()
         .authority()
         .cloned()
-        .ok_or_else(|| ProxyError::BadPath("CONNECT needs a host:port target".to_owned()))?;
+        .ok_or_else(|| ProxyError::BadTarget("CONNECT needs a host:port target".to_owned()))?;
     let host = authority
         .host()
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_ascii_lowercase();
     let port = authority.port_u16().unwrap_or(443);
-    log.path = format!("{host}:{port}");
-    let caller = identify(proxy, req.headers(), log).await?;
+    cx.path = format!("{host}:{port}");
+    let caller = identify(proxy, req.headers(), cx).await?;
+    // The tunnel or intercepted connection keeps the client connection's slot, shutdown guard and idle
+    // limit until it ends (the HTTP connection itself is done once it is upgraded).
+    let lease = req.extensions_mut().remove::<ConnectionLease>();
     let on_upgrade = hyper::upgrade::on(&mut req);
 
     if let Some((connector, endpoint)) = select(&caller.connectors, None, &host, port) {
-        log.connector = connector.reference.to_string();
-        log.known = true;
-        log.operation = "intercept";
-        if let Err(reason) = &connector.credentials {
-            return Err(ProxyError::ConnectorUnusable {
-                connector: connector.reference.to_string(),
-                reason: reason.clone(),
-            });
-        }
+        cx.connector = connector.reference.to_string();
+        cx.known = true;
+        cx.operation = "intercept";
+        phases::credentials(&connector)?;
         let ca = proxy.forward.ca.clone().ok_or_else(|| {
             ProxyError::NotImplemented(
                 "this proxy has no CA, so it cannot intercept TLS for connectors".to_owned(),
             )
         })?;
-        let tls_config = ca
-            .server_config(&host)
-            .map_err(|e| ProxyError::NotImplemented(e.to_string()))?;
+        let tls_config = ca.server_config(&host).map_err(|e| {
+            ProxyError::internal(format!("cannot make a TLS certificate for {host}"), e)
+        })?;
         let ctx = Arc::new(Intercepted {
-            connector: connector.reference.clone(),
-            endpoint,
+            destination: Destination {
+                connector: connector.reference.clone(),
+                endpoint,
+                principal_expires: caller.principal.expires_at,
+            },
             host: host.clone(),
             port,
-            principal_expires: caller.principal.expires_at,
             principal: caller.principal.subject.clone(),
-            pod: log.pod.clone(),
+            pod: cx.pod.clone(),
         });
         let proxy = proxy.clone();
         let open = proxy.ops.metrics.tunnel();
         tokio::spawn(async move {
             let _open = open;
             match on_upgrade.await {
-                Ok(upgraded) => intercept(proxy, TokioIo::new(upgraded), tls_config, ctx).await,
+                Ok(upgraded) => {
+                    intercept(proxy, TokioIo::new(upgraded), tls_config, ctx, lease).await
+                }
                 Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
             }
         });
@@ -180,10 +144,10 @@ pub(crate) async fn connect(
     if proxy.forward.policy == ForwardPolicy::Deny {
         return Err(ProxyError::DestinationDenied(format!(
             "{host}:{port} is not the address of connector {}; this proxy only forwards to connectors",
-            log.connector
+            cx.connector
         )));
     }
-    log.operation = "tunnel";
+    cx.operation = "tunnel";
     let upstream = dial(proxy.upstream.overrides(), &host, port).await?;
     let principal = caller.principal.subject.clone();
     let metrics = proxy.ops.metrics.clone();
@@ -193,7 +157,15 @@ pub(crate) async fn connect(
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
-        let (up, down) = tunnel(TokioIo::new(upgraded), upstream, &host, port, &principal).await;
+        let (up, down) = tunnel(
+            TokioIo::new(upgraded),
+            upstream,
+            &host,
+            port,
+            &principal,
+            lease,
+        )
+        .await;
         metrics.tunnel_bytes(up, down);
     });
     Ok(Response::new(empty()))
@@ -206,10 +178,10 @@ async fn dial(
     port: u16,
 ) -> Result<TcpStream, ProxyError> {
     let unreachable = |reason: String| {
-        ProxyError::Upstream(connectors_registry::UpstreamError::Connect {
-            host: format!("{host}:{port}"),
+        ProxyError::Upstream(connectors_registry::UpstreamError::connect(
+            format!("{host}:{port}"),
             reason,
-        })
+        ))
     };
     let addrs: Vec<SocketAddr> = match overrides.lookup(host, port) {
         Some(addr) => vec![addr],
@@ -227,16 +199,33 @@ async fn dial(
     Ok(stream)
 }
 
+/// Copies a tunnel both ways until both sides are done, or until the client connection moved no byte for
+/// the idle limit (the client's bytes go through its connection's activity watch in both directions).
 async fn tunnel(
     mut client: TokioIo<hyper::upgrade::Upgraded>,
     mut upstream: TcpStream,
     host: &str,
     port: u16,
     principal: &str,
+    lease: Option<ConnectionLease>,
 ) -> (u64, u64) {
     let started = Instant::now();
-    let result =
-        crate::idle::copy_bidirectional_idle(&mut client, &mut upstream, TUNNEL_IDLE_LIMIT).await;
+    let stalled = async {
+        match &lease {
+            Some(lease) => lease.stalled().await,
+            None => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => result,
+        () = stalled => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "no traffic for {} s (--idle-timeout)",
+                lease.as_ref().map_or(0, |l| l.idle().as_secs())
+            ),
+        )),
+    };
     let (up, down, complete) = match result {
         Ok((up, down)) => (up, down, true),
         Err(e) => {
@@ -259,16 +248,23 @@ async fn tunnel(
     (up, down)
 }
 
-/// What an intercepted connection is for.
-struct Intercepted {
+/// Where the requests of a connector destination go: an intercepted connection's, or one absolute-form
+/// request's.
+struct Destination {
     connector: ConnectorRef,
-    /// The connector endpoint the client connected to (its address or an extension).
+    /// The connector endpoint the client named (its address or an extension).
     endpoint: Endpoint,
+    /// When the caller's proxy token expires: requests after that are refused.
+    principal_expires: Option<SystemTime>,
+}
+
+/// What an intercepted connection is for, and who opened it.
+struct Intercepted {
+    destination: Destination,
     host: String,
     port: u16,
     principal: String,
     pod: Option<String>,
-    principal_expires: Option<SystemTime>,
 }
 
 /// Terminates the client's TLS with a leaf for the CONNECT host (refusing another SNI) and serves the
@@ -278,6 +274,7 @@ async fn intercept(
     io: TokioIo<hyper::upgrade::Upgraded>,
     tls_config: Arc<rustls::ServerConfig>,
     ctx: Arc<Intercepted>,
+    lease: Option<ConnectionLease>,
 ) {
     let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
     let start = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor).await {
@@ -294,7 +291,7 @@ async fn intercept(
     if let Some(sni) = start.client_hello().server_name()
         && !sni.eq_ignore_ascii_case(&ctx.host)
     {
-        tracing::warn!(connect_host = %ctx.host, sni, connector = %ctx.connector, "refused TLS: the SNI differs from the CONNECT host");
+        tracing::warn!(connect_host = %ctx.host, sni, connector = %ctx.destination.connector, "refused TLS: the SNI differs from the CONNECT host");
         return;
     }
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, start.into_stream(tls_config)).await {
@@ -306,53 +303,68 @@ async fn intercept(
         Err(_) => return,
     };
     let limits = proxy.limits.clone();
-    let service =
-        service_fn(move |req| {
-            let proxy = proxy.clone();
-            let ctx = ctx.clone();
-            async move {
-                let started = Instant::now();
-                let mut log = AccessLog::start(
-                    &proxy.ops,
-                    req.method().to_string(),
-                    format!("{}:{}{}", ctx.host, ctx.port, req.uri().path()),
-                );
-                log.connector = ctx.connector.to_string();
-                log.known = true;
-                log.principal = ctx.principal.clone();
-                log.pod = ctx.pod.clone();
-                log.forward = true;
-                let response = inner_request(&proxy, &ctx, req, &mut log).await.unwrap_or_else(|e| {
-                if e.status().is_server_error() {
-                    tracing::warn!(connector = %log.connector, error = %e, "request failed");
-                }
-                e.into_response()
-            });
-                Ok::<_, std::convert::Infallible>(log.finish(response, started))
+    let ctx_host = ctx.host.clone();
+    let handling = lease.clone();
+    let service = service_fn(move |req| {
+        let proxy = proxy.clone();
+        let ctx = ctx.clone();
+        let guard = handling.as_ref().map(ConnectionLease::handling);
+        async move {
+            let _guard = guard;
+            let mut cx = RequestContext::start(
+                &proxy.ops,
+                req.method().to_string(),
+                format!("{}:{}{}", ctx.host, ctx.port, req.uri().path()),
+            );
+            cx.connector = ctx.destination.connector.to_string();
+            cx.known = true;
+            cx.principal = ctx.principal.clone();
+            cx.pod = ctx.pod.clone();
+            cx.forward = true;
+            let result = inner_request(&proxy, &ctx.destination, req, &mut cx).await;
+            Ok::<_, std::convert::Infallible>(cx.respond(result))
+        }
+    });
+    let conn = limits
+        .http1_builder(INNER_HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    let Some(lease) = lease else {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "intercepted connection ended with an error");
+        }
+        return;
+    };
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = lease.stalled() => {
+            tracing::info!(host = %ctx_host, idle_s = lease.idle().as_secs(), "closing an intercepted connection that moved no byte for the idle timeout");
+            return;
+        }
+        () = lease.stopping() => {
+            // Finish the request in progress, then close instead of keeping alive.
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                result = conn.as_mut() => result,
+                () = lease.stalled() => return,
             }
-        });
-    let result = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .max_headers(limits.hyper_max_headers())
-        .max_buf_size(limits.hyper_max_header_bytes().max(64 * 1024))
-        .max_header_size(limits.hyper_max_header_bytes())
-        .header_read_timeout(INNER_HEADER_TIMEOUT)
-        .serve_connection(TokioIo::new(tls), service)
-        .await;
+        }
+    };
     if let Err(e) = result {
         tracing::debug!(error = %e, "intercepted connection ended with an error");
     }
 }
 
-/// One request inside an intercepted connection (or an absolute-form request for a connector): sent to
-/// the same origin, with the connector's credentials when it goes to the connector's address.
+/// One request for a connector destination (inside an intercepted connection, or absolute-form), through
+/// the phases: sent to the same origin, with the connector's credentials when it goes to the connector's
+/// address.
 async fn inner_request(
     proxy: &Proxy,
-    ctx: &Intercepted,
+    destination: &Destination,
     req: Request<Incoming>,
-    log: &mut AccessLog,
+    cx: &mut RequestContext,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    if ctx
+    if destination
         .principal_expires
         .is_some_and(|t| t <= SystemTime::now())
     {
@@ -361,52 +373,41 @@ async fn inner_request(
                 .to_owned(),
         ));
     }
-    // Look the connector up again: its credentials may have changed since the tunnel opened.
-    let connector = proxy
-        .catalog
-        .connector(&ctx.connector)
-        .ok_or_else(|| ProxyError::UnknownConnector(ctx.connector.to_string()))?;
-    let credentials =
-        connector
-            .credentials
-            .as_ref()
-            .map_err(|reason| ProxyError::ConnectorUnusable {
-                connector: ctx.connector.to_string(),
-                reason: reason.clone(),
-            })?;
+    // Looked up again for each request: the credentials may have changed since the connection opened.
+    let connector = phases::resolve_connector(proxy, &destination.connector)?;
+    let credentials = phases::credentials(&connector)?;
     proxy.limits.check_request(&req)?;
     let path = req.uri().path().to_owned();
     crate::route::check_path(&path).map_err(ProxyError::BadPath)?;
     let query = req.uri().query().map(str::to_owned);
-    let mut target = format!("{}{}", ctx.endpoint.origin(), path);
+    let mut target = format!("{}{}", destination.endpoint.origin(), path);
     if let Some(q) = &query {
         target.push('?');
         target.push_str(q);
     }
     let uri: Uri = target
         .parse()
-        .map_err(|e| ProxyError::BadPath(format!("cannot build the upstream URL: {e}")))?;
+        .map_err(|e| ProxyError::internal("cannot build the upstream URL", e))?;
 
-    let is_address = ctx.endpoint == connector.address;
     let (parts, body) = req.into_parts();
-    let response = if is_address {
+    let response = if destination.endpoint == connector.address {
         let rest = path
             .strip_prefix(connector.address.path_prefix())
             .and_then(|p| p.strip_prefix("/v2/"));
         if rest.is_none_or(str::is_empty) && parts.method == Method::GET {
-            // The API version check: the caller already proved itself on CONNECT.
-            return Ok(version_check());
+            // The API version check: the caller already proved itself with Proxy-Authorization.
+            return Ok(phases::version_check());
         }
         let scopes = match rest.and_then(parse_oci_path) {
             Some(oci) => {
-                log.repository = oci.repository.to_owned();
-                log.operation = oci.endpoint.name();
-                log.reference = crate::reverse::reference_of(&oci.endpoint, query.as_deref());
+                cx.repository = oci.repository.to_owned();
+                cx.operation = oci.endpoint.name();
+                cx.reference = crate::reverse::reference_of(&oci.endpoint, query.as_deref());
                 scopes_for(&parts.method, &oci, query.as_deref())
             }
             None => Vec::new(),
         };
-        send_upstream(
+        phases::send_upstream(
             proxy,
             &connector,
             credentials,
@@ -414,38 +415,19 @@ async fn inner_request(
             body,
             uri,
             &scopes,
-            log,
+            cx,
         )
         .await?
     } else {
         // An address extension (blob storage, a token realm): forwarded over the connector's trust, but
         // without registry credentials, which belong to the registry's API.
-        log.operation = "extension";
+        cx.operation = "extension";
         let target = crate::upstream_target(&connector, credentials);
         let client = proxy.upstream.client(&target).await?;
         let body = crate::limits::IdleBody::new(body, proxy.limits.idle_timeout);
-        send_plain(&client, parts, body, uri, &ctx.endpoint.authority()).await?
+        send_plain(&client, parts, body, uri, &destination.endpoint.authority()).await?
     };
-    let (mut parts, body) = response.into_parts();
-    client_response_headers(&mut parts.headers);
-    Ok(Response::from_parts(
-        parts,
-        body.map_err(|e| Box::new(e) as connectors_registry::BoxError)
-            .boxed_unsync(),
-    ))
-}
-
-fn version_check() -> Response<ProxyBody> {
-    let mut response = Response::new(full(Bytes::from_static(b"{}")));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response.headers_mut().insert(
-        "docker-distribution-api-version",
-        HeaderValue::from_static("registry/2.0"),
-    );
-    response
+    Ok(phases::shape_response(response))
 }
 
 /// Sends a request with no credentials added (client credentials and hop-by-hop headers removed).
@@ -467,25 +449,23 @@ async fn send_plain(
         .method(parts.method)
         .uri(uri)
         .body(body)
-        .map_err(|e| ProxyError::BadPath(format!("cannot build the upstream request: {e}")))?;
+        .map_err(|e| ProxyError::internal("cannot build the upstream request", e))?;
     *request.headers_mut() = upstream_request_headers(parts.headers);
-    client.request(request).await.map_err(|e| {
-        ProxyError::Upstream(connectors_registry::UpstreamError::Connect {
-            host: host.to_owned(),
-            reason: connectors_registry::error::error_chain(&e),
-        })
-    })
+    client
+        .request(request)
+        .await
+        .map_err(|e| ProxyError::Upstream(connectors_registry::UpstreamError::from_send(host, e)))
 }
 
 /// Absolute-form `http://host:port/path` requests.
 pub(crate) async fn absolute(
     proxy: &Arc<Proxy>,
     req: Request<Incoming>,
-    log: &mut AccessLog,
+    cx: &mut RequestContext,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let uri = req.uri().clone();
     if uri.scheme_str() != Some("http") {
-        return Err(ProxyError::BadPath(format!(
+        return Err(ProxyError::BadTarget(format!(
             "absolute-form requests must be http://; for https use CONNECT (got {:?})",
             uri.scheme_str().unwrap_or("")
         )));
@@ -497,22 +477,18 @@ pub(crate) async fn absolute(
         .trim_end_matches(']')
         .to_ascii_lowercase();
     let port = uri.port_u16().unwrap_or(80);
-    let caller = identify(proxy, req.headers(), log).await?;
+    let caller = identify(proxy, req.headers(), cx).await?;
     if let Some((connector, endpoint)) = select(&caller.connectors, Some(Scheme::Http), &host, port)
     {
-        log.connector = connector.reference.to_string();
-        log.known = true;
-        let ctx = Intercepted {
+        cx.connector = connector.reference.to_string();
+        cx.known = true;
+        let destination = Destination {
             connector: connector.reference.clone(),
             endpoint,
-            host,
-            port,
-            principal: caller.principal.subject.clone(),
-            pod: log.pod.clone(),
             principal_expires: caller.principal.expires_at,
         };
         let mut req = req;
-        // the inner handler works on origin-form targets
+        // the phases work on origin-form targets
         let origin_form: Uri = uri
             .path_and_query()
             .map(|pq| pq.as_str())
@@ -520,24 +496,18 @@ pub(crate) async fn absolute(
             .parse()
             .unwrap_or_else(|_| Uri::from_static("/"));
         *req.uri_mut() = origin_form;
-        return inner_request(proxy, &ctx, req, log).await;
+        return inner_request(proxy, &destination, req, cx).await;
     }
     if proxy.forward.policy == ForwardPolicy::Deny {
         return Err(ProxyError::DestinationDenied(format!(
             "{host}:{port} is not the address of connector {}; this proxy only forwards to connectors",
-            log.connector
+            cx.connector
         )));
     }
-    log.operation = "forward";
+    cx.operation = "forward";
     let client = proxy.upstream.plain_client().await?;
     let (parts, body) = req.into_parts();
     let body = crate::limits::IdleBody::new(body, proxy.limits.idle_timeout);
     let response = send_plain(&client, parts, body, uri, &format!("{host}:{port}")).await?;
-    let (mut parts, body) = response.into_parts();
-    crate::headers::strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(
-        parts,
-        body.map_err(|e| Box::new(e) as connectors_registry::BoxError)
-            .boxed_unsync(),
-    ))
+    Ok(phases::pass_through_response(response))
 }

@@ -1,21 +1,25 @@
-//! The Connectors proxy server: one listener for reverse mode (origin-form requests) and, later,
-//! forward mode (absolute-form and CONNECT).
+//! The Connectors proxy server: one listener for reverse mode (origin-form requests under
+//! `/v2/namespaces/<ns>/connectors/<name>/`) and forward mode (`CONNECT` and absolute-form requests from
+//! clients that set `HTTPS_PROXY`).
 //!
-//! The request path runs in phases (see ARCHITECTURE.md): classify → identify → authenticate and
-//! authorize → target → upstream request → send → response → log. Each phase is a small function
-//! in its own module with its own tests.
+//! Every request runs through the same phases ([`phases`]: authenticate → authorize → resolve the
+//! connector → its credentials → send upstream → shape the response → respond, which writes the log line,
+//! metrics and audit record) with one per-request context ([`context::RequestContext`]); `reverse.rs` and
+//! `forward.rs` only read their mode's request and call them.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod audit;
 pub mod body;
-pub mod ca;
+/// The proxy CA, in a crate of its own (`connectors-ca`) so that its users need not depend on the server.
+pub use connectors_ca as ca;
+mod context;
 pub mod error;
 mod forward;
 pub mod headers;
-pub mod idle;
 pub mod limits;
 pub mod metrics;
+mod phases;
 mod reverse;
 pub mod rewrite;
 pub mod route;
@@ -23,7 +27,7 @@ pub mod route;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use connectors_catalog::Catalog;
@@ -36,9 +40,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::body::{ProxyBody, full};
+use crate::context::RequestContext;
 use crate::error::ProxyError;
 use crate::limits::Limits;
-use crate::reverse::AccessLog;
 use crate::route::{Route, route};
 
 /// How long in-flight requests may take to finish after a shutdown signal, by default.
@@ -87,6 +91,45 @@ impl Drop for ConnectionGuard {
     }
 }
 
+/// What one client connection holds until its last use ends: its HTTP requests and, after a CONNECT, the
+/// tunnel or intercepted TLS connection it became. That is the connection slot (`--max-connections`),
+/// the shutdown guard (`--shutdown-grace` waits for it), the open-connections gauge, and the activity
+/// that the idle limit (`--idle-timeout`) watches. Cloned into each request's extensions.
+#[derive(Clone)]
+pub(crate) struct ConnectionLease(Arc<LeaseInner>);
+
+struct LeaseInner {
+    _slot: limits::ConnectionSlot,
+    _active: ConnectionGuard,
+    _open: metrics::GaugeGuard,
+    activity: Arc<limits::Activity>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    idle: Duration,
+}
+
+impl ConnectionLease {
+    /// Completes when the connection has moved no byte for the idle limit while no request was being
+    /// handled.
+    pub(crate) async fn stalled(&self) {
+        self.0.activity.stalled(self.0.idle).await;
+    }
+
+    /// Marks a request (inside an intercepted connection) as being handled until the guard drops.
+    pub(crate) fn handling(&self) -> limits::HandlingGuard {
+        self.0.activity.handling()
+    }
+
+    /// Completes when the proxy is shutting down.
+    pub(crate) async fn stopping(&self) {
+        let mut stop = self.0.stop.clone();
+        let _ = stop.wait_for(|stopping| *stopping).await;
+    }
+
+    pub(crate) fn idle(&self) -> Duration {
+        self.0.idle
+    }
+}
+
 /// The upstream view of a resolved connector whose credentials could be read.
 pub fn upstream_target<'a>(
     connector: &'a connectors_catalog::ResolvedConnector,
@@ -105,7 +148,8 @@ pub fn upstream_target<'a>(
 /// What forward mode does with destinations that are not connectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ForwardPolicy {
-    /// Tunnel the bytes untouched: no interception, no credentials (SPEC §4, Decision).
+    /// Tunnel the bytes untouched: no interception, no credentials. Clients that set `HTTPS_PROXY` send all
+    /// their traffic through the proxy, not only the connectors'; refusing the rest would break them.
     #[default]
     Tunnel,
     /// Refuse them with 403.
@@ -167,7 +211,7 @@ impl Proxy {
         )
     }
 
-    /// A proxy with `forward` settings, request `limits` and reporting to `ops` (metrics, audit log).
+    /// A proxy with `forward` settings, request `limits` and reporting to `ops` (metrics, audit cx).
     /// Proxies built from clones of one `Limits` share its connection count (one per worker thread,
     /// one limit in all).
     #[allow(clippy::too_many_arguments)]
@@ -208,7 +252,8 @@ impl Proxy {
 
     /// Accepts connections until `shutdown` completes; then stops accepting, lets each connection finish
     /// the request it is serving (an upload of any size included) and close, for at most `grace`.
-    /// Tunnels and intercepted connections are not waited for.
+    /// Tunnels and intercepted connections are waited for too: an intercepted connection finishes its
+    /// request in progress and closes; a tunnel goes on until it ends or the grace is over.
     pub async fn serve_with_grace(
         self: Arc<Self>,
         listener: TcpListener,
@@ -237,58 +282,15 @@ impl Proxy {
                 tokio::spawn(refuse_overloaded(stream, self.limits.overloaded()));
                 continue;
             };
-            let proxy = self.clone();
-            let mut stop = stop_rx.clone();
-            let guard = (active.enter(), self.ops.metrics.connection());
-            tokio::spawn(async move {
-                let _guard = guard;
-                let _slot = slot;
-                let activity = limits::Activity::new();
-                let idle = proxy.limits.idle_timeout;
-                let mut builder = hyper::server::conn::http1::Builder::new();
-                builder
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(proxy.limits.header_read_timeout)
-                    .max_headers(proxy.limits.hyper_max_headers())
-                    .max_buf_size(proxy.limits.hyper_max_header_bytes().max(64 * 1024))
-                    .max_header_size(proxy.limits.hyper_max_header_bytes())
-                    .keep_alive(true);
-                let handling = activity.clone();
-                let service = service_fn(move |req| {
-                    let proxy = proxy.clone();
-                    let guard = handling.handling();
-                    async move {
-                        let response = proxy.handle(req).await;
-                        drop(guard);
-                        Ok::<_, Infallible>(response)
-                    }
-                });
-                let conn = builder
-                    .serve_connection(
-                        TokioIo::new(limits::Watched::new(stream, activity.clone())),
-                        service,
-                    )
-                    .with_upgrades();
-                tokio::pin!(conn);
-                let result = tokio::select! {
-                    result = conn.as_mut() => result,
-                    () = activity.stalled(idle) => {
-                        tracing::info!(%peer, idle_s = idle.as_secs(), "closing a connection that moved no byte for the idle timeout");
-                        return;
-                    }
-                    () = async { let _ = stop.wait_for(|stopping| *stopping).await; } => {
-                        // Finish the response in progress, then close instead of keeping alive.
-                        conn.as_mut().graceful_shutdown();
-                        tokio::select! {
-                            result = conn.as_mut() => result,
-                            () = activity.stalled(idle) => return,
-                        }
-                    }
-                };
-                if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-            });
+            let lease = ConnectionLease(Arc::new(LeaseInner {
+                _slot: slot,
+                _active: active.enter(),
+                _open: self.ops.metrics.connection(),
+                activity: limits::Activity::new(),
+                stop: stop_rx.clone(),
+                idle: self.limits.idle_timeout,
+            }));
+            tokio::spawn(self.clone().serve_connection(stream, peer, lease));
         }
         drop(listener);
         let _ = stop_tx.send(true);
@@ -309,40 +311,85 @@ impl Proxy {
         Ok(())
     }
 
+    /// Serves the HTTP/1.1 requests of one client connection. The connection's `lease` goes with each
+    /// request, so that a CONNECT that becomes a tunnel or an intercepted connection keeps it.
+    async fn serve_connection(
+        self: Arc<Self>,
+        stream: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        lease: ConnectionLease,
+    ) {
+        let activity = lease.0.activity.clone();
+        let mut stop = lease.0.stop.clone();
+        let idle = self.limits.idle_timeout;
+        let builder = self.limits.http1_builder(self.limits.header_read_timeout);
+        let proxy = self.clone();
+        let handling = activity.clone();
+        let service = service_fn(move |mut req: Request<Incoming>| {
+            let proxy = proxy.clone();
+            let guard = handling.handling();
+            req.extensions_mut().insert(lease.clone());
+            async move {
+                let response = proxy.handle(req).await;
+                drop(guard);
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let conn = builder
+            .serve_connection(
+                TokioIo::new(limits::Watched::new(stream, activity.clone())),
+                service,
+            )
+            .with_upgrades();
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            result = conn.as_mut() => result,
+            () = activity.stalled(idle) => {
+                tracing::info!(%peer, idle_s = idle.as_secs(), "closing a connection that moved no byte for the idle timeout");
+                return;
+            }
+            () = async { let _ = stop.wait_for(|stopping| *stopping).await; } => {
+                // Finish the response in progress, then close instead of keeping alive.
+                conn.as_mut().graceful_shutdown();
+                tokio::select! {
+                    result = conn.as_mut() => result,
+                    () = activity.stalled(idle) => return,
+                }
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    }
+
     /// The limits this proxy enforces.
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
 
-    /// Phase 1 (classify) and dispatch. Never fails: errors become responses here.
+    /// Classifies a request by its mode and hands it to the mode's adapter, which runs the phases
+    /// ([`phases`]); never fails: [`RequestContext::respond`] turns errors into responses.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
-        let started = Instant::now();
-        let mut log = AccessLog::start(
+        let mut cx = RequestContext::start(
             &self.ops,
             req.method().to_string(),
             req.uri().path().to_owned(),
         );
-        let result = self.dispatch(req, &mut log).await;
-        let response = result.unwrap_or_else(|e| {
-            if e.status().is_server_error() {
-                tracing::warn!(connector = %log.connector, error = %e, "request failed");
-            }
-            e.into_response()
-        });
-        log.finish(response, started)
+        let result = self.dispatch(req, &mut cx).await;
+        cx.respond(result)
     }
 
     async fn dispatch(
         self: &Arc<Self>,
         req: Request<Incoming>,
-        log: &mut AccessLog,
+        cx: &mut RequestContext,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         self.limits.check_request(&req)?;
         if req.method() == Method::CONNECT {
-            return forward::connect(self, req, log).await;
+            return forward::connect(self, req, cx).await;
         }
         if req.uri().scheme().is_some() {
-            return forward::absolute(self, req, log).await;
+            return forward::absolute(self, req, cx).await;
         }
         let host = req
             .headers()
@@ -353,8 +400,8 @@ impl Proxy {
             Route::Health => Ok(Response::new(full(Bytes::from_static(b"ok\n")))),
             Route::NotFound => Err(ProxyError::NotFound),
             Route::BadConnectorPath(why) => Err(ProxyError::BadPath(why)),
-            Route::Ping(mount) => reverse::ping(self, req.headers(), mount, log).await,
-            Route::Registry { mount, rest } => reverse::handle(self, req, mount, rest, log).await,
+            Route::Ping(mount) => reverse::ping(self, req.headers(), mount, cx).await,
+            Route::Registry { mount, rest } => reverse::handle(self, req, mount, rest, cx).await,
         }
     }
 }

@@ -7,8 +7,8 @@
 use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Request};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ProxyError;
 
@@ -40,7 +41,9 @@ pub struct Limits {
     /// How long a request body may send nothing, and a response may not be read, before the connection
     /// is closed. Only silence counts: a slow transfer that keeps moving is never cut.
     pub idle_timeout: Duration,
-    connections: Arc<AtomicUsize>,
+    /// The connection slots, made on first use from `max_connections` (set after `default()`) and
+    /// shared by clones.
+    connections: Arc<OnceLock<Arc<Semaphore>>>,
 }
 
 impl Default for Limits {
@@ -92,28 +95,47 @@ impl Limits {
         self.max_headers.saturating_mul(HARD_FACTOR).max(16)
     }
 
+    /// The HTTP/1.1 server settings of client connections (and of the connections inside intercepted
+    /// TLS): hyper's hard limits at twice ours, and `header_read_timeout` for the request headers and for
+    /// the wait between kept-alive requests.
+    pub(crate) fn http1_builder(
+        &self,
+        header_read_timeout: Duration,
+    ) -> hyper::server::conn::http1::Builder {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .max_headers(self.hyper_max_headers())
+            .max_buf_size(self.hyper_max_header_bytes().max(64 * 1024))
+            .max_header_size(self.hyper_max_header_bytes())
+            .keep_alive(true);
+        builder
+    }
+
+    fn slots(&self) -> &Arc<Semaphore> {
+        self.connections
+            .get_or_init(|| Arc::new(Semaphore::new(self.slot_count())))
+    }
+
+    fn slot_count(&self) -> usize {
+        self.max_connections.min(Semaphore::MAX_PERMITS)
+    }
+
     /// A connection slot, or `None` when `max_connections` are open.
     pub(crate) fn try_connection(&self) -> Option<ConnectionSlot> {
-        let mut current = self.connections.load(Ordering::SeqCst);
-        loop {
-            if current >= self.max_connections {
-                return None;
-            }
-            match self.connections.compare_exchange(
-                current,
-                current + 1,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
-                Ok(_) => return Some(ConnectionSlot(self.connections.clone())),
-                Err(now) => current = now,
-            }
-        }
+        self.slots()
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .map(|permit| ConnectionSlot { _permit: permit })
     }
 
     /// Open client connections, across the worker threads that share these limits.
     pub fn open_connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
+        self.connections
+            .get()
+            .map_or(0, |slots| self.slot_count() - slots.available_permits())
     }
 
     /// The answer to a connection over `max_connections`.
@@ -220,12 +242,8 @@ pub fn check_header_values(headers: &HeaderMap) -> Result<(), ProxyError> {
 }
 
 /// One open client connection, counted until dropped.
-pub(crate) struct ConnectionSlot(Arc<AtomicUsize>);
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
+pub(crate) struct ConnectionSlot {
+    _permit: OwnedSemaphorePermit,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -440,7 +458,9 @@ mod tests {
         let a = limits.try_connection().expect("first");
         let _b = copy.try_connection().expect("second, through a clone");
         assert!(limits.try_connection().is_none());
+        assert_eq!(limits.open_connections(), 2);
         drop(a);
+        assert_eq!(copy.open_connections(), 1);
         assert!(copy.try_connection().is_some());
     }
 

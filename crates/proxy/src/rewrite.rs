@@ -1,5 +1,6 @@
-//! Phase 7 (and the request side of it): rewriting what points at the upstream back into the proxy's
-//! namespace, and the mount source of a cross-repository mount into the upstream's.
+//! Reverse mode's part of shaping the response (phase 6 of [`crate::phases`]), and the request side of
+//! it: rewriting what points at the upstream back into the proxy's namespace, and the mount source of a
+//! cross-repository mount into the upstream's.
 
 /// The upstream origin and path prefix that `/v2/` lives under.
 #[derive(Debug, Clone)]

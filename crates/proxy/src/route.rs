@@ -1,7 +1,6 @@
-//! Phase 2 of the request path: which connector a reverse-mode request is for, and what remains of
-//! its path.
+//! Reverse mode's routing: which connector a request is for, and what remains of its path.
 //!
-//! Two forms name a connector (SPEC §2): the path prefix `/v2/namespaces/<ns>/connectors/<name>/…`, and
+//! Two forms name a connector (README.md): the path prefix `/v2/namespaces/<ns>/connectors/<name>/…`, and
 //! a `Host` of the form `c-<name>.<ns>[.svc[.cluster.local]]`. The path prefix wins when both are there.
 
 use connectors_model::ConnectorRef;

@@ -16,15 +16,30 @@ pub enum ErrorKind {
     Misconfigured,
 }
 
+/// The cause of an error, shared so that errors stay cloneable (the token cache keeps them) and keep
+/// their chain.
+pub type Cause = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum UpstreamError {
+    /// `reason` is the one-line cause chain; `cause` the chain itself when there is one.
     #[error("cannot reach registry {host}: {reason}")]
-    Connect { host: String, reason: String },
+    Connect {
+        host: String,
+        reason: String,
+        #[source]
+        cause: Option<Cause>,
+    },
     #[error(
         "TLS to {host} failed: {reason}; if the registry uses a private CA, put it in the connector's caCertSecretRef"
     )]
-    Tls { host: String, reason: String },
+    Tls {
+        host: String,
+        reason: String,
+        #[source]
+        cause: Option<Cause>,
+    },
     #[error("registry {host} did not answer within {seconds} s")]
     Timeout { host: String, seconds: u64 },
     #[error(
@@ -94,52 +109,64 @@ impl UpstreamError {
         }
     }
 
-    /// Classifies a client error from hyper-util: TLS failures get their own message.
-    pub(crate) fn from_send(host: &str, err: &hyper_util::client::legacy::Error) -> Self {
-        let chain = error_chain(err);
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-        while let Some(e) = source {
-            if let Some(client) = e.downcast_ref::<ClientBodyError>() {
-                return UpstreamError::ClientBody {
-                    reason: client.to_string(),
-                };
-            }
-            source = e.source();
+    /// The registry at `host` cannot be reached, for `reason` (no underlying error to keep).
+    pub fn connect(host: impl Into<String>, reason: impl Into<String>) -> Self {
+        UpstreamError::Connect {
+            host: host.into(),
+            reason: reason.into(),
+            cause: None,
         }
-        let is_tls = {
-            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-            let mut found = false;
-            while let Some(e) = source {
-                if e.downcast_ref::<rustls::Error>().is_some() {
-                    found = true;
-                    break;
-                }
-                if let Some(io) = e.downcast_ref::<std::io::Error>()
-                    && io
-                        .get_ref()
-                        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-                {
-                    found = true;
-                    break;
-                }
-                source = e.source();
-            }
-            found
-        };
-        // hyper-rustls may hand the rustls error over as text inside an io::Error; the message tells.
-        let is_tls = is_tls || chain.contains("certificate") || chain.contains("handshake");
+    }
+
+    /// Classifies a client error from hyper-util by the types in its cause chain (never by its text): the
+    /// client's own body failing, TLS, or the connection.
+    pub fn from_send(host: &str, err: hyper_util::client::legacy::Error) -> Self {
+        if let Some(client) = find_in_chain::<ClientBodyError>(&err) {
+            return UpstreamError::ClientBody {
+                reason: client.to_string(),
+            };
+        }
+        let reason = error_chain(&err);
+        let is_tls = find_in_chain::<rustls::Error>(&err).is_some();
+        let cause: Option<Cause> = Some(std::sync::Arc::new(err));
         if is_tls {
             UpstreamError::Tls {
                 host: host.to_owned(),
-                reason: chain,
+                reason,
+                cause,
             }
         } else {
             UpstreamError::Connect {
                 host: host.to_owned(),
-                reason: chain,
+                reason,
+                cause,
             }
         }
     }
+}
+
+/// The first error of type `T` in `err`'s cause chain. An `io::Error` that wraps another error hides it
+/// from `source()` (it returns the wrapped error's source), so the wrapped error is looked at too.
+pub fn find_in_chain<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            let inner: &(dyn std::error::Error + 'static) = inner;
+            if let Some(found) = find_in_chain::<T>(inner) {
+                return Some(found);
+            }
+        }
+        source = e.source();
+    }
+    None
 }
 
 /// `outer: inner: innermost`, skipping repeats, for one-line error messages.

@@ -297,7 +297,7 @@ impl UpstreamAccess {
         } else {
             fut.await
         };
-        result.map_err(|e| UpstreamError::from_send(&host, &e))
+        result.map_err(|e| UpstreamError::from_send(&host, e))
     }
 
     /// How the registry authenticates, learned from `GET <address>/v2/` and cached.
@@ -428,7 +428,7 @@ async fn learn_auth_mode(
             host: host.clone(),
             seconds: timeout.as_secs(),
         })?
-        .map_err(|e| UpstreamError::from_send(&host, &e))?;
+        .map_err(|e| UpstreamError::from_send(&host, e))?;
     let status = response.status();
     let challenges = challenges_in(response.headers());
     drop(response);

@@ -1,4 +1,4 @@
-//! Support for the proxy's component tests (ARCHITECTURE.md, Testing, layer 2).
+//! Support for the proxy's component tests (docs/testing.md, the component layer).
 //!
 //! * [`FakeRegistry`] — an in-process, **fake** upstream registry (a hyper server on `127.0.0.1:0`).
 //!   Each test scripts its answers, including faults a real registry will not produce on demand:
@@ -491,8 +491,9 @@ pub struct ProxyUnderTest {
     pub ops: connectors_proxy::Ops,
     audit: Arc<Mutex<Vec<u8>>>,
     token: String,
-    _state: tempfile::TempDir,
-    _shutdown: oneshot::Sender<()>,
+    state: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    serving: JoinHandle<std::io::Result<()>>,
 }
 
 impl ProxyUnderTest {
@@ -514,6 +515,25 @@ impl ProxyUnderTest {
         connectors: &[ConnectorSpec],
         upstream: UpstreamAccess,
         limits: connectors_proxy::limits::Limits,
+    ) -> Self {
+        Self::start_full(
+            connectors,
+            upstream,
+            limits,
+            |_| Default::default(),
+            connectors_proxy::DEFAULT_SHUTDOWN_GRACE,
+        )
+        .await
+    }
+
+    /// The proxy with request `limits`, the forward-mode settings `forward` makes (given the proxy's state
+    /// folder, where a CA can be created) and a shutdown `grace`.
+    pub async fn start_full(
+        connectors: &[ConnectorSpec],
+        upstream: UpstreamAccess,
+        limits: connectors_proxy::limits::Limits,
+        forward: impl FnOnce(&std::path::Path) -> connectors_proxy::ForwardOptions,
+        grace: Duration,
     ) -> Self {
         let yaml: String = connectors.iter().map(ConnectorSpec::yaml).collect();
         let catalog = StaticCatalog::from_yaml(&yaml).expect("catalog from test manifests");
@@ -544,24 +564,47 @@ impl ProxyUnderTest {
             tokens.clone(),
             tokens,
             upstream,
-            Default::default(),
+            forward(state.path()),
             limits,
             ops.clone(),
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(proxy.serve(listener, async {
-            let _ = rx.await;
-        }));
+        let serving = tokio::spawn(proxy.serve_with_grace(
+            listener,
+            async {
+                let _ = rx.await;
+            },
+            grace,
+        ));
         ProxyUnderTest {
             addr,
             ops,
             audit,
             token,
-            _state: state,
-            _shutdown: tx,
+            state,
+            shutdown: Some(tx),
+            serving,
         }
+    }
+
+    /// The proxy's state folder (signing key, CA when the test made one).
+    pub fn state_dir(&self) -> &std::path::Path {
+        self.state.path()
+    }
+
+    /// Starts the shutdown, as SIGTERM does in the binary: no new connection; what is open may finish
+    /// within the grace.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Whether `serve` is still running (in the binary, the process exits when it returns).
+    pub fn is_serving(&self) -> bool {
+        !self.serving.is_finished()
     }
 
     /// The audit log so far, as text.

@@ -5,11 +5,11 @@
 //! Leaves share one key (generated at start) so that minting is one signature; each leaf is valid for
 //! a day, backdated an hour for clock skew, and cached per host for less than that.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use connectors_identity::private_file::{Created, create_once};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -27,6 +27,9 @@ const LEAF_BACKDATE: Duration = Duration::from_secs(3600);
 const LEAF_CACHE_TTL: Duration = Duration::from_secs(12 * 3600);
 const LEAF_CACHE_CAPACITY: u64 = 10_000;
 const CA_LIFETIME_DAYS: i64 = 3650;
+/// How long a process waits for the certificate of a CA another process is creating: 100 × 20 ms.
+const CERT_WAIT_STEPS: u32 = 100;
+const CERT_WAIT_STEP: Duration = Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -69,6 +72,10 @@ impl std::fmt::Debug for ProxyCa {
 
 impl ProxyCa {
     /// Loads `ca.crt` and `ca.key` from `dir`, or creates an ECDSA P-256 CA there (key mode 0600).
+    ///
+    /// Race-free: processes starting at once on an empty folder end with one CA. The key is created with
+    /// [`connectors_identity::private_file::create_once`], so one of them wins; the winner then adds its
+    /// certificate, and the others wait for it and load the winner's CA.
     pub fn load_or_create(dir: &Path) -> Result<Self, CaError> {
         let cert_path = dir.join(CA_CERT_FILE);
         let key_path = dir.join(CA_KEY_FILE);
@@ -77,14 +84,41 @@ impl ProxyCa {
             (false, false) => {
                 create_dir_private(dir)?;
                 let (cert_pem, key_pem) = generate_ca()?;
-                write_private(&key_path, key_pem.as_bytes())?;
-                write_file(&cert_path, cert_pem.as_bytes(), 0o644)?;
-                tracing::info!(cert = %cert_path.display(), "created the proxy CA");
-                Self::from_pem(&cert_pem, &key_pem, &cert_path, &key_path)
+                let io = |path: &Path| {
+                    let path = path.to_owned();
+                    move |source| CaError::Io { path, source }
+                };
+                match create_once(&key_path, key_pem.as_bytes(), 0o600).map_err(io(&key_path))? {
+                    Created::Written => {
+                        match create_once(&cert_path, cert_pem.as_bytes(), 0o644)
+                            .map_err(io(&cert_path))?
+                        {
+                            Created::Written => {
+                                tracing::info!(cert = %cert_path.display(), "created the proxy CA");
+                                Self::from_pem(&cert_pem, &key_pem, &cert_path, &key_path)
+                            }
+                            // a certificate without its key was there: not ours to pair
+                            Created::Existed => Err(CaError::HalfPresent(cert_path, key_path)),
+                        }
+                    }
+                    Created::Existed => Self::load_when_complete(&cert_path, &key_path),
+                }
             }
             (true, false) => Err(CaError::HalfPresent(cert_path, key_path)),
-            (false, true) => Err(CaError::HalfPresent(key_path, cert_path)),
+            (false, true) => Self::load_when_complete(&cert_path, &key_path),
         }
+    }
+
+    /// The key is there and the certificate is not: another process is creating the CA. Waits a little
+    /// for its certificate, then loads the pair (or reports half a CA).
+    fn load_when_complete(cert_path: &Path, key_path: &Path) -> Result<Self, CaError> {
+        for _ in 0..CERT_WAIT_STEPS {
+            if cert_path.exists() {
+                return Self::load(cert_path, key_path);
+            }
+            std::thread::sleep(CERT_WAIT_STEP);
+        }
+        Err(CaError::HalfPresent(key_path.into(), cert_path.into()))
     }
 
     /// Loads a CA from a certificate and key file (`--ca-cert`, `--ca-key`).
@@ -251,29 +285,6 @@ fn create_dir_private(dir: &Path) -> Result<(), CaError> {
     })
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CaError> {
-    write_file(path, bytes, 0o600)
-}
-
-/// Writes through a temporary file and a rename, so a reader never sees half a file.
-fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError> {
-    let tmp = path.with_extension("tmp");
-    let io = |source| CaError::Io {
-        path: path.into(),
-        source,
-    };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut file = options.open(&tmp).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
-}
-
 fn check_key_permissions(path: &Path) -> Result<(), CaError> {
     #[cfg(unix)]
     {
@@ -323,6 +334,31 @@ mod tests {
                 & 0o777;
             assert_eq!(mode, 0o600);
         }
+    }
+
+    #[test]
+    fn processes_starting_at_once_on_an_empty_folder_end_with_one_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let pems: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let state = &state;
+                    s.spawn(move || {
+                        ProxyCa::load_or_create(state)
+                            .expect("every starter gets the CA")
+                            .cert_pem()
+                            .to_owned()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(pems.iter().all(|p| p == &pems[0]), "more than one CA");
+        let on_disk = std::fs::read_to_string(state.join(CA_CERT_FILE)).unwrap();
+        assert_eq!(on_disk, pems[0]);
+        let files = std::fs::read_dir(&state).unwrap().count();
+        assert_eq!(files, 2, "temporary files were left behind");
     }
 
     #[test]

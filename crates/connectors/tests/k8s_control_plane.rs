@@ -533,6 +533,19 @@ fn pull_digest(work: &Path, src: &str, extra: &[&str], env: &[(&str, &str)], wha
     sha256_digest(&std::fs::read(out.join("manifest.json")).expect("manifest.json"))
 }
 
+/// Pushes a fresh image as `team/app:v1` straight to `registry` (no proxy) with the real password; returns its
+/// manifest digest.
+fn push_direct(work: &Path, registry: &Registry) -> String {
+    let creds = format!("{USER}:{CANARY}");
+    push_image(
+        work,
+        &format!("docker://{}/team/app:v1", registry.host_port()),
+        &["--dest-tls-verify=false", "--dest-creds", &creds],
+        &[],
+        "direct push",
+    )
+}
+
 /// The digest of `repo:tag` asked of the registry itself, with the real password.
 fn registry_digest(
     registry: &Registry,
@@ -886,14 +899,7 @@ fn proxy_permissions_flag_at_run_time(env: &Env) {
     env.grant(ns, "builder", "reg", false);
     env.grant(ns, "prox", "reg", true);
     let work = tempfile::tempdir().unwrap();
-    let creds = format!("{USER}:{CANARY}");
-    push_image(
-        work.path(),
-        &format!("docker://{}/team/app:v1", registry.host_port()),
-        &["--dest-tls-verify=false", "--dest-creds", &creds],
-        &[],
-        "direct push",
-    );
+    push_direct(work.path(), &registry);
     let proxy = env.proxy(&["--review-ttl", "1s"]);
     let addr = proxy.addr();
     let builder = env.cluster.token(ns, "builder", Some("connectors-proxy"));
@@ -1163,14 +1169,7 @@ fn csi_publish_with_a_pod_bound_token(env: &Env) {
     env.connector(ns, "reg", &registry.url(), CANARY, None);
     env.grant(ns, "builder", "reg", false);
     let work = tempfile::tempdir().unwrap();
-    let creds = format!("{USER}:{CANARY}");
-    let pushed = push_image(
-        work.path(),
-        &format!("docker://{}/team/app:v1", registry.host_port()),
-        &["--dest-tls-verify=false", "--dest-creds", &creds],
-        &[],
-        "direct push",
-    );
+    let pushed = push_direct(work.path(), &registry);
     let proxy = env.proxy(&[]);
     let addr = proxy.addr();
     // The proxy URL pods use, as the controller writes it with --exposed-address.
@@ -1431,14 +1430,7 @@ fn connector_scopes_in_proxy_and_csi(env: &Env) {
     env.connector("kube-public", "shared", &registry.url(), CANARY, None);
     env.connector("scope-infra", "inner", &registry.url(), CANARY, None);
     let work = tempfile::tempdir().unwrap();
-    let creds = format!("{USER}:{CANARY}");
-    push_image(
-        work.path(),
-        &format!("docker://{}/team/app:v1", registry.host_port()),
-        &["--dest-tls-verify=false", "--dest-creds", &creds],
-        &[],
-        "direct push",
-    );
+    push_direct(work.path(), &registry);
     let proxy = env.proxy(&["--review-ttl", "1s"]);
     let addr = proxy.addr();
     env.set_proxy_url("kube-public", "shared", &addr);
@@ -1664,14 +1656,7 @@ fn api_server_restart(env: &Env) {
     env.grant(ns, "builder", "late", false);
     env.grant(ns, "builder", "doomed", false);
     let work = tempfile::tempdir().unwrap();
-    let creds = format!("{USER}:{CANARY}");
-    push_image(
-        work.path(),
-        &format!("docker://{}/team/app:v1", registry.host_port()),
-        &["--dest-tls-verify=false", "--dest-creds", &creds],
-        &[],
-        "direct push",
-    );
+    push_direct(work.path(), &registry);
     let proxy = env.proxy(&["--review-ttl", "10m"]);
     let addr = proxy.addr();
     let _controller = env.controller("restart", &[]);

@@ -30,7 +30,10 @@ build_control_plane() {
         k8s.io/kubernetes/cmd/kubectl
     go build -trimpath -ldflags="-s -w" -o "$OUT/etcd" go.etcd.io/etcd/server/v3
     "$OUT/kube-apiserver" --version
-    "$OUT/etcd" --version | head -1
+    # (not `| head -1`: etcd would die of SIGPIPE and, with pipefail, fail the build)
+    local etcd_version
+    etcd_version="$("$OUT/etcd" --version)"
+    echo "${etcd_version%%$'\n'*}"
 }
 
 build_node() {

@@ -8,7 +8,7 @@ use connectors_model::{Connector, ConnectorClass, ConnectorRef, Secret};
 use connectors_registry::UpstreamAccess;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Secret as K8sSecret, Service};
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -57,26 +57,11 @@ pub enum ReconcileError {
     Invalid { connector: String, message: String },
 }
 
+/// The Connector as a dynamic resource, for the controller's main watch. Deliberately untyped there: a Connector that
+/// does not read as the typed resource must become an `Invalid` reconcile error for that one object, not a watch
+/// error that stops the controller for all of them. Point reads and writes use the typed `connectors_crd` API.
 pub(crate) fn connector_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(
-            connectors_model::API_GROUP,
-            connectors_model::VERSION,
-            connectors_model::CONNECTOR_KIND.0,
-        ),
-        connectors_model::CONNECTOR_KIND.1,
-    )
-}
-
-fn class_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(
-            connectors_model::API_GROUP,
-            connectors_model::VERSION,
-            connectors_model::CONNECTOR_CLASS_KIND.0,
-        ),
-        connectors_model::CONNECTOR_CLASS_KIND.1,
-    )
+    ApiResource::erase::<connectors_crd::Connector>(&())
 }
 
 struct Context {
@@ -317,8 +302,7 @@ async fn reconcile(
         );
     }
     if !unchanged {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(ctx.client.clone(), &namespace, &connector_resource());
+        let api: Api<connectors_crd::Connector> = Api::namespaced(ctx.client.clone(), &namespace);
         api.patch_status(
             &reference.name,
             &PatchParams::apply(FIELD_MANAGER).force(),
@@ -335,13 +319,11 @@ async fn reconcile(
 }
 
 async fn get_class(client: &Client, name: &str) -> Result<Option<ConnectorClass>, ReconcileError> {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &class_resource());
+    let api: Api<connectors_crd::ConnectorClass> = Api::all(client.clone());
     let Some(object) = api.get_opt(name).await? else {
         return Ok(None);
     };
-    Ok(serde_json::to_value(object)
-        .ok()
-        .and_then(|v| serde_json::from_value(v).ok()))
+    Ok(object.to_model().ok())
 }
 
 /// The Secrets the Connector names (auth and CA), from its own namespace; missing ones are left

@@ -28,10 +28,8 @@ use hyper::{Request, Response, StatusCode};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Client;
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-
-use crate::run::connector_resource;
 
 /// The label that sends a Pod to the webhook.
 pub const INJECT_LABEL: &str = "connectors.cpaas.io/proxy-inject";
@@ -376,8 +374,7 @@ async fn decide(shared: &Shared, request: &Value) -> Verdict {
             ));
         }
     };
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(shared.client.clone(), &ns, &connector_resource());
+    let api: Api<connectors_crd::Connector> = Api::namespaced(shared.client.clone(), &ns);
     let object = match api.get_opt(&name).await {
         Ok(Some(o)) => o,
         Ok(None) => {
@@ -389,13 +386,15 @@ async fn decide(shared: &Shared, request: &Value) -> Verdict {
             return Verdict::Refuse(format!("cannot read connector {ns}/{name} ({e}); retry"));
         }
     };
-    let address = match object.data["spec"]["address"].as_str().map(Endpoint::parse) {
-        Some(Ok(a)) => a,
-        _ => return Verdict::Refuse(format!("connector {ns}/{name} has no valid spec.address")),
+    let address = match Endpoint::parse(&object.spec.spec.address) {
+        Ok(a) => a,
+        Err(e) => return Verdict::Refuse(format!("connector {ns}/{name}: spec.address: {e}")),
     };
     let target = ConnectorTarget {
-        proxy_url: object.data["status"]["proxy"]["httpAddress"]["url"]
-            .as_str()
+        proxy_url: object
+            .status
+            .as_ref()
+            .and_then(|s| s.0["proxy"]["httpAddress"]["url"].as_str())
             .map(str::to_owned),
         namespace: ns,
         name,

@@ -20,6 +20,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
+	"runtime/debug"
+	"sort"
 	"strings"
 	"text/template"
 
@@ -112,6 +115,22 @@ func run(in input) (res result) {
 }
 
 func main() {
+	// A map that holds itself (sprig's `set` can build one) sends fmt into endless recursion; Go
+	// then dies of a stack overflow. Keep the stack small so that it dies in milliseconds, not after
+	// growing to a gigabyte (the caller restarts the judge after the case).
+	debug.SetMaxStack(16 << 20)
+	if len(os.Args) > 1 && os.Args[1] == "-funcs" {
+		fm := sprig.TxtFuncMap()
+		names := make([]string, 0, len(fm))
+		for n := range fm {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			fmt.Printf("%s\t%s\n", n, reflect.TypeOf(fm[n]))
+		}
+		return
+	}
 	r := bufio.NewReaderSize(os.Stdin, 1<<20)
 	w := bufio.NewWriterSize(os.Stdout, 1<<20)
 	enc := json.NewEncoder(w)
@@ -130,10 +149,9 @@ func main() {
 				fmt.Fprintln(os.Stderr, "gotemplate:", eerr)
 				os.Exit(1)
 			}
-			// One answer per question: the caller may wait for each line.
-			if r.Buffered() == 0 {
-				w.Flush()
-			}
+			// Written at once: when a later case kills the process, the answers so far tell the
+			// caller which case did.
+			w.Flush()
 		}
 		if err == io.EOF {
 			break

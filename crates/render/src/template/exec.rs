@@ -666,6 +666,7 @@ impl<'t> State<'t> {
             ))),
             (Param::Str, v @ Value::Str(_))
             | (Param::Int, v @ Value::Int(_))
+            | (Param::Float, v @ Value::Float(_))
             | (Param::Bool, v @ Value::Bool(_))
             | (Param::Map, v @ Value::Map(_)) => Ok(v),
             (_, v) => Err(self.errorf(format!(
@@ -711,6 +712,10 @@ impl<'t> State<'t> {
                         Some(i) => Ok(Value::Int(i)),
                         None => Err(self.errorf(format!("expected integer; found {arg}"))),
                     },
+                    Some(Param::Float) => match n.float {
+                        Some(f) => Ok(Value::Float(f)),
+                        None => Err(self.errorf(format!("expected float; found {arg}"))),
+                    },
                     Some(Param::Any | Param::Reflect) | None => self.ideal_constant(arg, n),
                     Some(p) => Err(self.literal_mismatch(p, arg)),
                 };
@@ -732,6 +737,7 @@ impl<'t> State<'t> {
         match p {
             Param::Str => self.errorf(format!("expected string; found {arg}")),
             Param::Int => self.errorf(format!("expected integer; found {arg}")),
+            Param::Float => self.errorf(format!("expected float; found {arg}")),
             Param::Bool => self.errorf(format!("expected bool; found {arg}")),
             _ => self.errorf(format!(
                 "can't handle {arg} for arg of type {}",

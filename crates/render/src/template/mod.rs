@@ -26,6 +26,7 @@ mod gourl;
 mod json;
 mod lex;
 mod parse;
+mod sprig;
 mod value;
 
 pub(crate) use gourl::{GoUrl, Mode as UrlMode, escape as url_escape};
@@ -70,6 +71,11 @@ pub struct Template {
     name: String,
     src: String,
     trees: parse::Trees,
+}
+
+/// The names of the functions templates may call (Go's builtins and sprig's), sorted.
+pub fn function_names() -> Vec<&'static str> {
+    funcs::names()
 }
 
 /// Parses `text` as template `name` (the name appears in error messages). Never panics, whatever

@@ -387,7 +387,9 @@ impl<'a> Gen<'a> {
         });
         for _ in 0..self.rng.below(3) {
             let (o, c) = (self.open(), self.close());
-            let kw2 = if self.rng.chance(80) { "if" } else { "with" };
+            // `else with` continues a `with`, `else if` an `if` (a mismatch, now and then, is
+            // a parse error in both).
+            let kw2 = if self.rng.chance(95) { kw } else { "with" };
             let cond = self.pipeline(false);
             s += &format!("{o}else {kw2} {cond}{c}");
             s += &self.scoped(|g| g.items(1));
@@ -495,7 +497,7 @@ impl<'a> Gen<'a> {
 
     /// A function call; `piped` leaves out the last argument (the pipeline supplies it).
     fn call(&mut self, depth: usize, piped: bool) -> String {
-        if self.funcs.is_empty() || self.rng.chance(2) {
+        if self.funcs.is_empty() || self.rng.below(1000) < 3 {
             return "nosuch".into();
         }
         let f = self.funcs[self.rng.below(self.funcs.len())].clone();

@@ -334,6 +334,14 @@ fn generated_templates_match_go() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(15);
     let cases = generated_cases(seed, GENERATED);
+    if let Some(dir) = std::env::var_os("WRITE_FUZZ_CORPUS") {
+        // Seeds for the fuzz target (fuzz/corpus/template): the first small generated templates.
+        let dir = Path::new(&dir);
+        let small = cases.iter().filter(|c| c.template.len() <= 400).take(150);
+        for (i, c) in small.enumerate() {
+            std::fs::write(dir.join(format!("gen-{i:03}")), &c.template).expect("write seed");
+        }
+    }
     let go = go_render(&cases);
     let (mut outputs, mut parse_fail, mut exec_fail, mut crashed) = (0, 0, 0, 0);
     for g in &go {

@@ -455,7 +455,10 @@ impl<'t> State<'t> {
         if let Some(i) = n.int {
             return Ok(Value::Int(i));
         }
-        if n.uint || n.complex {
+        if n.complex {
+            return Err(self.errorf(format!("complex numbers are not supported: {t}")));
+        }
+        if n.uint {
             return Err(self.errorf(format!("{t} overflows int")));
         }
         Ok(Value::Missing)

@@ -244,6 +244,7 @@ pub(crate) fn names() -> Vec<&'static str> {
         .chain(super::sprig::REFUSED_FUNCS)
         .chain(super::sprig::MERGE)
         .chain(super::sprig::FLOATS)
+        .chain(super::sprig::CASES)
         .map(|f| f.name)
         .chain(super::sprig::ALIASES.iter().map(|(a, _)| *a))
         .collect();
@@ -264,6 +265,7 @@ pub(crate) fn lookup(name: &str) -> Option<&'static Func> {
         .chain(super::sprig::REFUSED_FUNCS)
         .chain(super::sprig::MERGE)
         .chain(super::sprig::FLOATS)
+        .chain(super::sprig::CASES)
         .find(|f| f.name == name)
 }
 

@@ -1432,3 +1432,226 @@ pub(crate) static FLOATS: &[Func] = funcs![
     "divf"(Any; ...Any) => |a| decimal_op(&a[0], &a[1..], Dec::div, |x, y| x / y, true),
     "round"(Any, Int; ...Float) => round,
 ];
+
+// huandu/xstrings v1.5.0, as sprig's `camelcase` (ToPascalCase), `snakecase` and `kebabcase` use it.
+
+fn xs_connector(c: char) -> bool {
+    c == '-' || c == '_' || go_is_space(c)
+}
+
+/// Go's `unicode.IsPunct` (category P): exact for ASCII and Latin-1, the general and CJK
+/// punctuation blocks beyond.
+fn go_is_punct(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_punctuation() && !"$+<=>^`|~".contains(c);
+    }
+    matches!(c, '¡' | '§' | '«' | '¶' | '·' | '»' | '¿')
+        || ('\u{2010}'..='\u{2027}').contains(&c)
+        || ('\u{2030}'..='\u{205E}').contains(&c) && !matches!(c, '\u{2044}' | '\u{2052}')
+        || ('\u{3001}'..='\u{3003}').contains(&c)
+        || ('\u{3008}'..='\u{3011}').contains(&c)
+}
+
+fn xs_alphabet(c: char) -> bool {
+    c.is_alphabetic()
+        && !(('\u{4E00}'..='\u{9FCC}').contains(&c)
+            || ('\u{3400}'..='\u{4D85}').contains(&c)
+            || ('\u{20000}'..='\u{2B81D}').contains(&c))
+}
+
+fn xs_number(c: char) -> bool {
+    c.is_numeric()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Word {
+    Invalid,
+    Number,
+    Upper,
+    Alphabet,
+    Connector,
+    Punct,
+    Other,
+}
+
+/// xstrings' `nextWord`: the kind of the first word of `s`, the word and the rest.
+fn next_word(s: &str) -> (Word, &str, &str) {
+    let mut it = s.char_indices().peekable();
+    let Some((_, first)) = it.next() else {
+        return (Word::Invalid, "", "");
+    };
+    let mut end = first.len_utf8();
+    let take_while = |end: &mut usize, f: &dyn Fn(char) -> bool| {
+        for c in s[*end..].chars() {
+            if !f(c) {
+                break;
+            }
+            *end += c.len_utf8();
+        }
+    };
+    let kind = if xs_connector(first) {
+        take_while(&mut end, &xs_connector);
+        Word::Connector
+    } else if go_is_punct(first) {
+        take_while(&mut end, &go_is_punct);
+        Word::Punct
+    } else if first.is_uppercase() {
+        if let Some(next) = s[end..].chars().next() {
+            if next.is_uppercase() {
+                let mut prev = next.len_utf8();
+                end += prev;
+                let mut stop = None;
+                for c in s[end..].chars() {
+                    if !c.is_uppercase() {
+                        stop = Some(c);
+                        break;
+                    }
+                    prev = c.len_utf8();
+                    end += prev;
+                }
+                if stop.is_some_and(xs_alphabet) {
+                    end -= prev;
+                }
+            } else if xs_alphabet(next) {
+                take_while(&mut end, &|c| xs_alphabet(c) && !c.is_uppercase());
+            }
+        }
+        Word::Upper
+    } else if xs_alphabet(first) {
+        take_while(&mut end, &|c| xs_alphabet(c) && !c.is_uppercase());
+        Word::Alphabet
+    } else if xs_number(first) {
+        take_while(&mut end, &xs_number);
+        Word::Number
+    } else {
+        take_while(&mut end, &|c| {
+            !(xs_connector(c) || xs_alphabet(c) || xs_number(c) || go_is_punct(c))
+        });
+        Word::Other
+    };
+    (kind, &s[..end], &s[end..])
+}
+
+fn xs_lower(out: &mut String, kind: Word, word: &str, connector: char) {
+    if kind != Word::Upper && kind != Word::Connector {
+        out.push_str(word);
+        return;
+    }
+    for c in word.chars() {
+        if xs_connector(c) {
+            out.push(connector);
+        } else if c.is_uppercase() {
+            out.push(to_lower(c));
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+/// xstrings' `camelCaseToLowerCase`.
+fn to_lower_case(s: &str, connector: char) -> String {
+    let mut out = String::new();
+    if s.is_empty() {
+        return out;
+    }
+    let (mut wt, mut word, mut rest) = next_word(s);
+    while !rest.is_empty() {
+        if wt != Word::Connector {
+            xs_lower(&mut out, wt, word, connector);
+        }
+        let (prev, last) = (wt, word);
+        (wt, word, rest) = next_word(rest);
+        match prev {
+            Word::Number => {
+                while wt == Word::Alphabet || wt == Word::Number {
+                    xs_lower(&mut out, wt, word, connector);
+                    (wt, word, rest) = next_word(rest);
+                }
+                if !matches!(wt, Word::Invalid | Word::Punct | Word::Connector) {
+                    out.push(connector);
+                }
+            }
+            Word::Connector => xs_lower(&mut out, prev, last, connector),
+            Word::Punct => {}
+            _ => {
+                if wt != Word::Number {
+                    if wt != Word::Connector && wt != Word::Punct {
+                        out.push(connector);
+                    }
+                    continue;
+                }
+                if rest.is_empty() {
+                    continue;
+                }
+                let last = word;
+                (wt, word, rest) = next_word(rest);
+                if wt != Word::Alphabet {
+                    xs_lower(&mut out, Word::Number, last, connector);
+                    if wt != Word::Connector && wt != Word::Punct {
+                        out.push(connector);
+                    }
+                    continue;
+                }
+                out.push(connector);
+                xs_lower(&mut out, Word::Number, last, connector);
+                while wt == Word::Alphabet || wt == Word::Number {
+                    xs_lower(&mut out, wt, word, connector);
+                    (wt, word, rest) = next_word(rest);
+                }
+                if !matches!(wt, Word::Invalid | Word::Connector | Word::Punct) {
+                    out.push(connector);
+                }
+            }
+        }
+    }
+    xs_lower(&mut out, wt, word, connector);
+    out
+}
+
+/// xstrings' `ToPascalCase`.
+fn to_pascal_case(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    let mut first_upper = false;
+    let mut r0 = None;
+    for c in chars.by_ref() {
+        if !xs_connector(c) {
+            first_upper = c.is_uppercase();
+            r0 = Some(to_upper(c));
+            break;
+        }
+        out.push(c);
+    }
+    let Some(mut r0) = r0 else {
+        return out;
+    };
+    for c in chars {
+        let r1 = r0;
+        r0 = c;
+        if xs_connector(r0) && xs_connector(r1) {
+            out.push(r1);
+            continue;
+        }
+        if xs_connector(r1) {
+            first_upper = r0.is_uppercase();
+            r0 = to_upper(r0);
+        } else {
+            if first_upper {
+                if r0.is_uppercase() {
+                    r0 = to_lower(r0);
+                } else {
+                    first_upper = false;
+                }
+            }
+            out.push(r1);
+        }
+    }
+    out.push(r0);
+    out
+}
+
+pub(crate) static CASES: &[Func] = funcs![
+    "camelcase"(Str) => |a| Ok(Value::Str(to_pascal_case(s(&a[0])))),
+    "snakecase"(Str) => |a| Ok(Value::Str(to_lower_case(s(&a[0]), '_'))),
+    "kebabcase"(Str) => |a| Ok(Value::Str(to_lower_case(s(&a[0]), '-'))),
+];

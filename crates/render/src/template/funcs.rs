@@ -149,13 +149,13 @@ static FUNCS: &[Func] = funcs![
     "list"(; ...Any) => |a| new_list(a.to_vec()),
     "first"(Any) => |a| list_op(&a[0], "first", |l| l.first().cloned().unwrap_or(Value::Null)),
     "last"(Any) => |a| list_op(&a[0], "last", |l| l.last().cloned().unwrap_or(Value::Null)),
-    // Of an empty list, Go gives a nil `[]interface{}`: it prints as `[]` (and JSON-encodes as
-    // `null`, where ours gives `[]`).
+    // Of an empty list, Go gives a nil `[]interface{}`: it prints as `[]` and JSON-encodes as
+    // `null`.
     "rest"(Any) => |a| list_op(&a[0], "rest", |l| {
-        if l.is_empty() { Value::list(Vec::new()) } else { Value::list(l[1..].to_vec()) }
+        if l.is_empty() { Value::nil_list() } else { Value::list(l[1..].to_vec()) }
     }),
     "initial"(Any) => |a| list_op(&a[0], "initial", |l| {
-        if l.is_empty() { Value::list(Vec::new()) } else { Value::list(l[..l.len() - 1].to_vec()) }
+        if l.is_empty() { Value::nil_list() } else { Value::list(l[..l.len() - 1].to_vec()) }
     }),
     "append"(Any, Any) => |a| {
         let mut items = list_items(&a[0], "Cannot push on type")?;
@@ -245,6 +245,7 @@ pub(crate) fn names() -> Vec<&'static str> {
         .chain(super::sprig::MERGE)
         .chain(super::sprig::FLOATS)
         .chain(super::sprig::CASES)
+        .chain(super::sprig::DURATIONS)
         .map(|f| f.name)
         .chain(super::sprig::ALIASES.iter().map(|(a, _)| *a))
         .collect();
@@ -266,6 +267,7 @@ pub(crate) fn lookup(name: &str) -> Option<&'static Func> {
         .chain(super::sprig::MERGE)
         .chain(super::sprig::FLOATS)
         .chain(super::sprig::CASES)
+        .chain(super::sprig::DURATIONS)
         .find(|f| f.name == name)
 }
 

@@ -74,6 +74,7 @@ fn encode(out: &mut String, v: &Value, indent: Option<usize>, depth: usize) -> R
         Value::Int(i) => out.push_str(&i.to_string()),
         Value::Float(f) => push_float(out, *f)?,
         Value::Str(s) => push_string(out, s),
+        Value::List(items) if items.is_nil_slice() => out.push_str("null"),
         Value::List(items) => {
             if items.is_empty() {
                 out.push_str("[]");

@@ -209,7 +209,7 @@ pub(crate) static MORE: &[Func] = funcs![
                 other => return Err(format!("Cannot concat type {} as list", kind_name(other))),
             }
         }
-        Ok(Value::list(out))
+        Ok(if a.is_empty() { Value::nil_list() } else { Value::list(out) })
     },
     "chunk"(Int, Any) => chunk,
     // dicts
@@ -1075,6 +1075,9 @@ pub(crate) static REGEX: &[Func] = funcs![
     "regexFindAll"(Str, Str, Int) => |a| {
         let (r, t) = (go_regex(s(&a[0]))?, s(&a[1]));
         let found = go_find_all(&r, t, int(&a[2]));
+        if found.is_empty() {
+            return Ok(Value::nil_list());
+        }
         Ok(strings_value(found.into_iter().map(|(x, y)| t[x..y].to_owned()).collect()))
     },
     "regexReplaceAll"(Str, Str, Str) => |a| Ok(Value::Str(go_replace_all(&go_regex(s(&a[0]))?, s(&a[1]), s(&a[2]), false))),
@@ -1082,6 +1085,9 @@ pub(crate) static REGEX: &[Func] = funcs![
     "regexSplit"(Str, Str, Int) => |a| {
         let n = int(&a[2]);
         let parts = go_regex_split(&go_regex(s(&a[0]))?, s(&a[1]), n);
+        if n == 0 {
+            return Ok(Value::nil_list());
+        }
         Ok(strings_value(parts))
     },
     "regexQuoteMeta"(Str) => |a| Ok(Value::Str(quote_meta(s(&a[0])))),
@@ -1192,11 +1198,16 @@ pub(crate) const REFUSED: &[(&str, &str)] = &[
     ("buildCustomCert", KEYGEN),
     ("encryptAES", AES),
     ("decryptAES", AES),
+    ("bcrypt", HASHING),
+    ("htpasswd", HASHING),
+    ("derivePassword", HASHING),
 ];
 
 const KEYGEN: &str = "generating keys and certificates while rendering a client configuration gives every \
                       render different key material and lets a class spend the driver's CPU (an RSA key takes \
                       seconds); mount real certificates instead";
+const HASHING: &str = "password hashing belongs to servers, not to a client configuration, and each call would \
+                       cost the driver about 100 ms of CPU (bcrypt) or 32 MiB of memory (scrypt)";
 const AES: &str =
     "a ConnectorClass is no place for encryption keys, and AES-CBC is not in our crypto library";
 
@@ -1223,6 +1234,9 @@ pub(crate) static REFUSED_FUNCS: &[Func] = funcs![
     "buildCustomCert"(; ...Any) => |_| Err(refusal("buildCustomCert")),
     "encryptAES"(; ...Any) => |_| Err(refusal("encryptAES")),
     "decryptAES"(; ...Any) => |_| Err(refusal("decryptAES")),
+    "bcrypt"(; ...Any) => |_| Err(refusal("bcrypt")),
+    "htpasswd"(; ...Any) => |_| Err(refusal("htpasswd")),
+    "derivePassword"(; ...Any) => |_| Err(refusal("derivePassword")),
 ];
 
 /// mergo's `Merge` / `MergeWithOverwrite` of one `map[string]interface{}` into another, as
@@ -1654,4 +1668,146 @@ pub(crate) static CASES: &[Func] = funcs![
     "camelcase"(Str) => |a| Ok(Value::Str(to_pascal_case(s(&a[0])))),
     "snakecase"(Str) => |a| Ok(Value::Str(to_lower_case(s(&a[0]), '_'))),
     "kebabcase"(Str) => |a| Ok(Value::Str(to_lower_case(s(&a[0]), '-'))),
+];
+
+/// Go's `time.Duration.String`.
+fn go_duration_string(d: i64) -> String {
+    let neg = d < 0;
+    let mut u = d.unsigned_abs();
+    // `fmtFrac`: the fraction of u / 10^prec without trailing zeros; returns u / 10^prec.
+    let frac = |u: u64, prec: u32, out: &mut String| -> u64 {
+        let p = 10u64.pow(prec);
+        let f = u % p;
+        if f != 0 {
+            let digits = format!("{f:0width$}", width = prec as usize);
+            out.push('.');
+            out.push_str(digits.trim_end_matches('0'));
+        }
+        u / p
+    };
+    let mut out = String::new();
+    if u < 1_000_000_000 {
+        let (prec, unit) = match u {
+            0 => return "0s".into(),
+            1..1_000 => (0, "ns"),
+            1_000..1_000_000 => (3, "µs"),
+            _ => (6, "ms"),
+        };
+        let mut f = String::new();
+        let whole = frac(u, prec, &mut f);
+        out = format!("{whole}{f}{unit}");
+    } else {
+        let mut f = String::new();
+        u = frac(u, 9, &mut f);
+        let secs = format!("{}{f}s", u % 60);
+        u /= 60;
+        if u > 0 {
+            let mins = u % 60;
+            u /= 60;
+            if u > 0 {
+                out.push_str(&format!("{u}h"));
+            }
+            out.push_str(&format!("{mins}m"));
+        }
+        out.push_str(&secs);
+    }
+    if neg { format!("-{out}") } else { out }
+}
+
+/// Go's `time.ParseDuration`; `None` where Go fails.
+fn go_parse_duration(s: &str) -> Option<i64> {
+    let (neg, mut rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if rest == "0" {
+        return Some(0);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total: u128 = 0;
+    while !rest.is_empty() {
+        let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let int_part = &rest[..int_len];
+        rest = &rest[int_len..];
+        let mut frac_part = "";
+        if let Some(r) = rest.strip_prefix('.') {
+            let n = r.bytes().take_while(u8::is_ascii_digit).count();
+            frac_part = &r[..n];
+            rest = &r[n..];
+        }
+        if int_part.is_empty() && frac_part.is_empty() {
+            return None;
+        }
+        let unit_len = rest
+            .char_indices()
+            .find(|(_, c)| *c == '.' || c.is_ascii_digit())
+            .map_or(rest.len(), |(i, _)| i);
+        let unit: u128 = match &rest[..unit_len] {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        let whole: u128 = if int_part.is_empty() {
+            0
+        } else {
+            int_part.parse().ok()?
+        };
+        let mut v = whole.checked_mul(unit)?;
+        if !frac_part.is_empty() {
+            let mut scale: u128 = 1;
+            let mut f: u128 = 0;
+            for b in frac_part.bytes().take(30) {
+                f = f * 10 + u128::from(b - b'0');
+                scale *= 10;
+            }
+            v += f * unit / scale;
+        }
+        total = total.checked_add(v)?;
+        if total > 1 << 63 {
+            return None;
+        }
+    }
+    let total = i128::try_from(total).ok()?;
+    i64::try_from(if neg { -total } else { total }).ok()
+}
+
+pub(crate) static DURATIONS: &[Func] = funcs![
+    // Go's switch takes only `string` and `int64`: a template's (and our) integers are `int`, 0.
+    "duration"(Any) => |a| {
+        let n = match &a[0] {
+            Value::Str(s) => s.parse::<i64>().unwrap_or(0),
+            _ => 0,
+        };
+        Ok(Value::Str(go_duration_string(n.wrapping_mul(1_000_000_000))))
+    },
+    "durationRound"(Any) => |a| {
+        let d = match &a[0] {
+            Value::Str(s) => go_parse_duration(s).unwrap_or(0),
+            _ => 0,
+        };
+        let u = d.unsigned_abs();
+        const S: u64 = 1_000_000_000;
+        let units: [(u64, &str); 6] = [
+            (S * 3600 * 24 * 365, "y"),
+            (S * 3600 * 24 * 30, "mo"),
+            (S * 3600 * 24, "d"),
+            (S * 3600, "h"),
+            (S * 60, "m"),
+            (S, "s"),
+        ];
+        Ok(Value::Str(
+            units
+                .iter()
+                .find(|(n, _)| u > *n)
+                .map_or_else(|| "0s".to_owned(), |(n, unit)| format!("{}{unit}", u / n)),
+        ))
+    },
 ];

@@ -85,7 +85,15 @@ fn unnest(stack: &mut Vec<Value>) {
 
 /// The items of a list value (immutable, shared).
 #[derive(Debug, Default)]
-pub(crate) struct ListVal(Vec<Value>);
+pub(crate) struct ListVal(Vec<Value>, bool);
+
+impl ListVal {
+    /// Whether this is Go's nil slice (what sprig returns for some empty results): it prints
+    /// as `[]` but JSON-encodes as `null`.
+    pub(crate) fn is_nil_slice(&self) -> bool {
+        self.1
+    }
+}
 
 impl Deref for ListVal {
     type Target = Vec<Value>;
@@ -139,7 +147,12 @@ pub(crate) enum Value {
 
 impl Value {
     pub(crate) fn list(items: Vec<Value>) -> Value {
-        Value::List(Rc::new(ListVal(items)))
+        Value::List(Rc::new(ListVal(items, false)))
+    }
+
+    /// Go's nil slice: an empty list that JSON-encodes as `null`.
+    pub(crate) fn nil_list() -> Value {
+        Value::List(Rc::new(ListVal(Vec::new(), true)))
     }
 
     pub(crate) fn map(entries: BTreeMap<String, Value>) -> Value {

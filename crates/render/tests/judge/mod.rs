@@ -287,7 +287,7 @@ pub fn classify(diffs: Vec<Difference>) -> (Vec<(&'static str, usize)>, Vec<Stri
             }
             (Outcome::Output(a), Outcome::Output(b))
                 if (a.contains("int64") && a.replace("int64", "int") == *b)
-                    || ["typeOf", "typeIs", "kindOf", "kindIs", "%T"]
+                    || ["typeOf", "typeIs", "kindOf", "kindIs", "%T", "duration"]
                         .iter()
                         .any(|f| d.0.template.contains(f)) =>
             {
@@ -301,13 +301,6 @@ pub fn classify(diffs: Vec<Difference>) -> (Vec<(&'static str, usize)>, Vec<Stri
                 let _ = (a, b);
                 Some(
                     "bytes that are not UTF-8 (b64dec/b32dec of binary data): our strings are UTF-8, such bytes become U+FFFD",
-                )
-            }
-            (Outcome::Output(a), Outcome::Output(b))
-                if a.contains("null") && a.replace("null", "[]") == *b =>
-            {
-                Some(
-                    "a nil list (rest/initial of an empty list) JSON-encodes as null in Go, as [] here",
                 )
             }
             _ => None,

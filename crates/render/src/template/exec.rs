@@ -252,10 +252,11 @@ impl<'t> State<'t> {
         let mark = self.vars.len();
         let result = self.walk_range_inner(dot, r);
         self.vars.truncate(mark);
-        result.map(|()| Flow::Normal)
+        result
     }
 
-    fn walk_range_inner(&mut self, dot: &Value, r: &'t Branch) -> R<()> {
+    /// Runs a `range`; a `continue` in its `else` list continues the enclosing `range`.
+    fn walk_range_inner(&mut self, dot: &Value, r: &'t Branch) -> R<Flow> {
         let val = self.eval_pipeline(dot, &r.pipe)?;
         let inner_mark = self.vars.len();
         let ran = match &val {
@@ -284,16 +285,16 @@ impl<'t> State<'t> {
                 }
                 !entries.is_empty()
             }
-            Value::Int(n) => {
+            Value::Int(n) | Value::Int64(n) => {
+                let wide = matches!(val, Value::Int64(_));
                 if r.pipe.decl.len() > 1 {
                     return Err(self.errorf(format!(
                         "can't use {n} to iterate over more than one variable"
                     )));
                 }
                 for i in 0..(*n).max(0) {
-                    if self.one_iteration(r, inner_mark, Value::Int(i), Value::Int(i))?
-                        == Flow::Break
-                    {
+                    let v = if wide { Value::Int64(i) } else { Value::Int(i) };
+                    if self.one_iteration(r, inner_mark, v.clone(), v)? == Flow::Break {
                         break;
                     }
                 }
@@ -308,9 +309,14 @@ impl<'t> State<'t> {
             }
         };
         if !ran && let Some(e) = &r.else_list {
-            self.walk_list(dot, e)?;
+            // As in Go, whose `walkRange` recovers a `break` (ending the else list) while a
+            // `continue` goes on to the enclosing range's iteration.
+            return Ok(match self.walk_list(dot, e)? {
+                Flow::Break => Flow::Normal,
+                flow => flow,
+            });
         }
-        Ok(())
+        Ok(Flow::Normal)
     }
 
     fn one_iteration(&mut self, r: &'t Branch, mark: usize, index: Value, elem: Value) -> R<Flow> {

@@ -295,7 +295,7 @@ impl Printer {
                 't' | 'v' => self.pad(if *b { "true" } else { "false" }),
                 _ => self.bad_verb(verb, v),
             },
-            Value::Int(i) => self.fmt_integer(*i, verb, v),
+            Value::Int(i) | Value::Int64(i) => self.fmt_integer(*i, verb, v),
             Value::Float(x) => self.fmt_float(*x, verb, v),
             Value::Str(s) => self.fmt_string(s, verb, v),
             Value::List(items) => {
@@ -609,7 +609,7 @@ impl ArgState {
 
 fn int_from_arg(args: &[Value], arg_num: usize) -> (Option<i64>, usize) {
     match args.get(arg_num) {
-        Some(Value::Int(n)) if n.abs() <= TOO_LARGE => (Some(*n), arg_num + 1),
+        Some(Value::Int(n) | Value::Int64(n)) if n.abs() <= TOO_LARGE => (Some(*n), arg_num + 1),
         Some(_) => (None, arg_num + 1),
         None => (None, arg_num),
     }

@@ -219,19 +219,19 @@ static FUNCS: &[Func] = funcs![
     "fromJson"(Str) => |a| Ok(serde_json::from_str::<serde_json::Value>(s(&a[0]))
         .map_or(Value::Null, |j| Value::from_json_floats(&j))),
     "int"(Any) => |a| Ok(Value::Int(to_int64(&a[0]))),
-    "add"(; ...Any) => |a| Ok(Value::Int(a.iter().fold(0i64, |acc, v| acc.wrapping_add(to_int64(v))))),
-    "add1"(Any) => |a| Ok(Value::Int(to_int64(&a[0]).wrapping_add(1))),
-    "sub"(Any, Any) => |a| Ok(Value::Int(to_int64(&a[0]).wrapping_sub(to_int64(&a[1])))),
-    "mul"(Any; ...Any) => |a| Ok(Value::Int(a.iter().fold(1i64, |acc, v| acc.wrapping_mul(to_int64(v))))),
+    "add"(; ...Any) => |a| Ok(Value::Int64(a.iter().fold(0i64, |acc, v| acc.wrapping_add(to_int64(v))))),
+    "add1"(Any) => |a| Ok(Value::Int64(to_int64(&a[0]).wrapping_add(1))),
+    "sub"(Any, Any) => |a| Ok(Value::Int64(to_int64(&a[0]).wrapping_sub(to_int64(&a[1])))),
+    "mul"(Any; ...Any) => |a| Ok(Value::Int64(a.iter().fold(1i64, |acc, v| acc.wrapping_mul(to_int64(v))))),
     "div"(Any, Any) => |a| {
         let d = to_int64(&a[1]);
         if d == 0 { return Err("runtime error: integer divide by zero".into()); }
-        Ok(Value::Int(to_int64(&a[0]).wrapping_div(d)))
+        Ok(Value::Int64(to_int64(&a[0]).wrapping_div(d)))
     },
     "mod"(Any, Any) => |a| {
         let d = to_int64(&a[1]);
         if d == 0 { return Err("runtime error: integer divide by zero".into()); }
-        Ok(Value::Int(to_int64(&a[0]).wrapping_rem(d)))
+        Ok(Value::Int64(to_int64(&a[0]).wrapping_rem(d)))
     },
 ];
 
@@ -286,6 +286,7 @@ pub(crate) fn kind_name(v: &Value) -> &'static str {
         Value::Missing | Value::Null => "invalid",
         Value::Bool(_) => "bool",
         Value::Int(_) => "int",
+        Value::Int64(_) => "int64",
         Value::Float(_) => "float64",
         Value::Str(_) => "string",
         Value::List(_) => "slice",
@@ -326,7 +327,7 @@ pub(crate) fn deep_equal(a: &Value, b: &Value, depth: usize) -> bool {
     match (a, b) {
         (Value::Missing | Value::Null, Value::Missing | Value::Null) => true,
         (Value::Bool(x), Value::Bool(y)) => x == y,
-        (Value::Int(x), Value::Int(y)) => x == y,
+        (Value::Int(x), Value::Int(y)) | (Value::Int64(x), Value::Int64(y)) => x == y,
         (Value::Float(x), Value::Float(y)) => x == y,
         (Value::Str(x), Value::Str(y)) => x == y,
         (Value::List(x), Value::List(y)) => {
@@ -349,7 +350,7 @@ pub(crate) fn deep_equal(a: &Value, b: &Value, depth: usize) -> bool {
 pub(crate) fn to_int64(v: &Value) -> i64 {
     match v {
         Value::Bool(b) => i64::from(*b),
-        Value::Int(i) => *i,
+        Value::Int(i) | Value::Int64(i) => *i,
         Value::Float(f) => *f as i64,
         Value::Str(s) => parse_go_int(trim_zero_decimal(s)).unwrap_or(0),
         _ => 0,
@@ -360,7 +361,7 @@ pub(crate) fn to_int64(v: &Value) -> i64 {
 pub(crate) fn to_float64(v: &Value) -> f64 {
     match v {
         Value::Bool(b) => f64::from(u8::from(*b)),
-        Value::Int(i) => *i as f64,
+        Value::Int(i) | Value::Int64(i) => *i as f64,
         Value::Float(f) => *f,
         Value::Str(s) => go_parse_float(s).unwrap_or(0.0),
         _ => 0.0,
@@ -590,7 +591,7 @@ fn length(a: &[Value]) -> Result<Value, String> {
 /// Go's `indexArg`.
 fn index_arg(idx: &Value, cap: usize) -> Result<usize, String> {
     let x = match idx {
-        Value::Int(x) => *x,
+        Value::Int(x) | Value::Int64(x) => *x,
         Value::Missing | Value::Null => return Err("cannot index slice/array with nil".into()),
         other => {
             return Err(format!(
@@ -682,7 +683,7 @@ enum BasicKind {
 fn basic_kind(v: &Value) -> BasicKind {
     match v {
         Value::Bool(_) => BasicKind::Bool,
-        Value::Int(_) => BasicKind::Int,
+        Value::Int(_) | Value::Int64(_) => BasicKind::Int,
         Value::Float(_) => BasicKind::Float,
         Value::Str(_) => BasicKind::Str,
         _ => BasicKind::Invalid,
@@ -704,7 +705,7 @@ fn eq_one(a: &Value, b: &Value) -> Result<bool, String> {
     }
     Ok(match (&a, &b) {
         (Value::Bool(x), Value::Bool(y)) => x == y,
-        (Value::Int(x), Value::Int(y)) => x == y,
+        (Value::Int(x) | Value::Int64(x), Value::Int(y) | Value::Int64(y)) => x == y,
         (Value::Float(x), Value::Float(y)) => x == y,
         (Value::Str(x), Value::Str(y)) => x == y,
         _ => {
@@ -754,7 +755,7 @@ fn lt(a: &Value, b: &Value) -> Result<bool, String> {
         return Err(BAD_COMPARISON.into());
     }
     match (&a, &b) {
-        (Value::Int(x), Value::Int(y)) => Ok(x < y),
+        (Value::Int(x) | Value::Int64(x), Value::Int(y) | Value::Int64(y)) => Ok(x < y),
         (Value::Float(x), Value::Float(y)) => Ok(x < y),
         (Value::Str(x), Value::Str(y)) => Ok(x < y),
         _ => Err(BAD_COMPARISON_TYPE.into()),

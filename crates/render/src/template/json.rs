@@ -71,7 +71,7 @@ fn encode(out: &mut String, v: &Value, indent: Option<usize>, depth: usize) -> R
     match v {
         Value::Missing | Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Int(i) => out.push_str(&i.to_string()),
+        Value::Int(i) | Value::Int64(i) => out.push_str(&i.to_string()),
         Value::Float(f) => push_float(out, *f)?,
         Value::Str(s) => push_string(out, s),
         Value::List(items) if items.is_nil_slice() => out.push_str("null"),

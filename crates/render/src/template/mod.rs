@@ -16,8 +16,8 @@
 //! are not implemented yet).
 //!
 //! Go's own `text/template` + sprig is the judge: `tests/template_judge.rs` compares this engine
-//! with it on golden, shipped and 12,000 generated templates. The intended differences (one
-//! integer, list and map type where sprig returns `int64`, `[]string`, `map[string]string`; UTF-8
+//! with it on golden, shipped and 12,000 generated templates. The intended differences (one list
+//! and one map type where sprig returns `[]string` and `map[string]string`; UTF-8
 //! strings; no self-containing maps; our limits: nesting 100, template recursion 100, 10M steps,
 //! 16 MiB output) are listed in docs/rendered-files.md. Also: complex constants parse but fail
 //! when used; hex floats are rejected; `%#v` prints like `%v`; Go's `unicode.IsPrint` is approximated.

@@ -142,11 +142,11 @@ pub(crate) static MORE: &[Func] = funcs![
         Ok(Value::list(items.into_iter().map(Value::Str).collect()))
     },
     "atoi"(Str) => |a| Ok(Value::Int(s(&a[0]).parse::<i64>().unwrap_or(0))),
-    "int64"(Any) => |a| Ok(Value::Int(to_int64(&a[0]))),
+    "int64"(Any) => |a| Ok(Value::Int64(to_int64(&a[0]))),
     "float64"(Any) => |a| Ok(Value::Float(to_float64(&a[0]))),
     "toDecimal"(Any) => |a| {
         let text = sprint(std::slice::from_ref(&a[0]));
-        Ok(Value::Int(parse_go_base(&text, 8).unwrap_or(0)))
+        Ok(Value::Int64(parse_go_base(&text, 8).unwrap_or(0)))
     },
     "seq"(; ...Int) => seq,
     "until"(Int) => |a| {
@@ -277,9 +277,9 @@ pub(crate) static MORE: &[Func] = funcs![
     "kindIs"(Str, Any) => |a| Ok(Value::Bool(s(&a[0]) == kind_name(&a[1]))),
     "deepEqual"(Any, Any) => |a| Ok(Value::Bool(deep_equal(&a[0], &a[1], 0))),
     // numbers
-    "max"(Any; ...Any) => |a| Ok(Value::Int(a.iter().map(to_int64).fold(to_int64(&a[0]), i64::max))),
-    "biggest"(Any; ...Any) => |a| Ok(Value::Int(a.iter().map(to_int64).fold(to_int64(&a[0]), i64::max))),
-    "min"(Any; ...Any) => |a| Ok(Value::Int(a.iter().map(to_int64).fold(to_int64(&a[0]), i64::min))),
+    "max"(Any; ...Any) => |a| Ok(Value::Int64(a.iter().map(to_int64).fold(to_int64(&a[0]), i64::max))),
+    "biggest"(Any; ...Any) => |a| Ok(Value::Int64(a.iter().map(to_int64).fold(to_int64(&a[0]), i64::max))),
+    "min"(Any; ...Any) => |a| Ok(Value::Int64(a.iter().map(to_int64).fold(to_int64(&a[0]), i64::min))),
     "maxf"(Any; ...Any) => |a| Ok(Value::Float(a[1..].iter().map(to_float64).fold(to_float64(&a[0]), go_max))),
     "minf"(Any; ...Any) => |a| Ok(Value::Float(a[1..].iter().map(to_float64).fold(to_float64(&a[0]), go_min))),
     "floor"(Any) => |a| Ok(Value::Float(to_float64(&a[0]).floor())),
@@ -317,7 +317,7 @@ pub(crate) const ALIASES: &[(&str, &str)] = &[
 
 fn int(v: &Value) -> i64 {
     match v {
-        Value::Int(i) => *i,
+        Value::Int(i) | Value::Int64(i) => *i,
         _ => 0,
     }
 }
@@ -1637,6 +1637,10 @@ fn to_pascal_case(s: &str) -> String {
         out.push(c);
     }
     let Some(mut r0) = r0 else {
+        // Only connectors: xstrings writes the last one twice.
+        if let Some(last) = s.chars().last() {
+            out.push(last);
+        }
         return out;
     };
     for c in chars {
@@ -1784,6 +1788,7 @@ pub(crate) static DURATIONS: &[Func] = funcs![
     "duration"(Any) => |a| {
         let n = match &a[0] {
             Value::Str(s) => s.parse::<i64>().unwrap_or(0),
+            Value::Int64(n) => *n,
             _ => 0,
         };
         Ok(Value::Str(go_duration_string(n.wrapping_mul(1_000_000_000))))
@@ -1791,6 +1796,7 @@ pub(crate) static DURATIONS: &[Func] = funcs![
     "durationRound"(Any) => |a| {
         let d = match &a[0] {
             Value::Str(s) => go_parse_duration(s).unwrap_or(0),
+            Value::Int64(n) => *n,
             _ => 0,
         };
         let u = d.unsigned_abs();

@@ -138,6 +138,9 @@ pub(crate) enum Value {
     Bool(bool),
     /// Go `int` (also what we make of JSON integers).
     Int(i64),
+    /// Go `int64`: what sprig's arithmetic returns. It computes and prints like an `int`, but Go
+    /// refuses it for an `int` parameter, and `%T`, `typeOf`, `kindOf` name it.
+    Int64(i64),
     /// Go `float64`.
     Float(f64),
     Str(String),
@@ -204,6 +207,7 @@ impl Value {
             Value::Missing | Value::Null => "<nil>",
             Value::Bool(_) => "bool",
             Value::Int(_) => "int",
+            Value::Int64(_) => "int64",
             Value::Float(_) => "float64",
             Value::Str(_) => "string",
             Value::List(_) => "[]interface {}",
@@ -229,7 +233,7 @@ impl Value {
         match self {
             Value::Missing | Value::Null => false,
             Value::Bool(b) => *b,
-            Value::Int(i) => *i != 0,
+            Value::Int(i) | Value::Int64(i) => *i != 0,
             Value::Float(f) => *f != 0.0,
             Value::Str(s) => !s.is_empty(),
             Value::List(l) => !l.is_empty(),

@@ -351,9 +351,21 @@ pub(crate) fn to_int64(v: &Value) -> i64 {
     match v {
         Value::Bool(b) => i64::from(*b),
         Value::Int(i) | Value::Int64(i) => *i,
-        Value::Float(f) => *f as i64,
+        Value::Float(f) => go_f64_to_i64(*f),
         Value::Str(s) => parse_go_int(trim_zero_decimal(s)).unwrap_or(0),
         _ => 0,
+    }
+}
+
+/// Go's `int64(f)` on amd64: NaN and values out of range give the minimum `int64` (Rust's `as`
+/// saturates).
+pub(crate) fn go_f64_to_i64(f: f64) -> i64 {
+    // -2^63 ≤ f < 2^63
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    if f.is_nan() || !(-LIMIT..LIMIT).contains(&f) {
+        i64::MIN
+    } else {
+        f as i64
     }
 }
 

@@ -214,10 +214,14 @@ pub(crate) static MORE: &[Func] = funcs![
     "chunk"(Int, Any) => chunk,
     // dicts
     "unset"(Map, Str) => |a| {
-        if let Value::Map(m) = &a[0] {
-            m.borrow_mut().remove(s(&a[1]));
+        match &a[0] {
+            Value::Map(m) => {
+                m.borrow_mut().remove(s(&a[1]));
+                Ok(a[0].clone())
+            }
+            // Go's nil map: deleting from it is a no-op, and it prints as `map[]`.
+            _ => Ok(Value::map(BTreeMap::new())),
         }
-        Ok(a[0].clone())
     },
     "pluck"(Str; ...Map) => |a| {
         let key = s(&a[0]);

@@ -265,6 +265,8 @@ const STRING_LISTS: &[&str] = &[
     "keys",
     "sortAlpha",
     "toStrings",
+    "until",
+    "untilStep",
 ];
 
 /// Splits differences into intended ones (counted by reason) and the rest (described).
@@ -295,6 +297,7 @@ pub fn classify(diffs: Vec<Difference>) -> (Vec<(&'static str, usize)>, Vec<Stri
             }
             (Outcome::Output(a), Outcome::Output(b))
                 if a.replace("[]string", "[]interface {}")
+                    .replace("[]int", "[]interface {}")
                     .replace("map[string]string", "map[string]interface {}")
                     == *b
                     || (["typeOf", "typeIs", "%T"]

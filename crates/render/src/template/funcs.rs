@@ -720,6 +720,10 @@ fn eq_one(a: &Value, b: &Value) -> Result<bool, String> {
         (Value::Int(x) | Value::Int64(x), Value::Int(y) | Value::Int64(y)) => x == y,
         (Value::Float(x), Value::Float(y)) => x == y,
         (Value::Str(x), Value::Str(y)) => x == y,
+        // Go compares slices only against nil: a nil slice equals only a nil slice.
+        (Value::List(x), Value::List(y)) if x.is_nil_slice() || y.is_nil_slice() => {
+            x.is_nil_slice() == y.is_nil_slice()
+        }
         _ => {
             let same_kind = std::mem::discriminant(&a) == std::mem::discriminant(&b);
             if !same_kind && !a.is_nil() && !b.is_nil() {

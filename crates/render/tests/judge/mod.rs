@@ -267,6 +267,7 @@ const STRING_LISTS: &[&str] = &[
     "toStrings",
     "until",
     "untilStep",
+    "chunk",
 ];
 
 /// Splits differences into intended ones (counted by reason) and the rest (described).
@@ -296,8 +297,11 @@ pub fn classify(diffs: Vec<Difference>) -> (Vec<(&'static str, usize)>, Vec<Stri
                 )
             }
             (Outcome::Output(a), Outcome::Output(b))
-                if a.replace("[]string", "[]interface {}")
-                    .replace("[]int", "[]interface {}")
+                if a.replace("[]interface {}", "\u{0}")
+                    .replace("[][]\u{0}", "\u{0}")
+                    .replace("[]string", "\u{0}")
+                    .replace("[]int", "\u{0}")
+                    .replace('\u{0}', "[]interface {}")
                     .replace("map[string]string", "map[string]interface {}")
                     == *b
                     || (["typeOf", "typeIs", "%T"]

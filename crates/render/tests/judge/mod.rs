@@ -298,7 +298,7 @@ pub fn classify(diffs: Vec<Difference>) -> (Vec<(&'static str, usize)>, Vec<Stri
             }
             (Outcome::Output(a), Outcome::Output(b))
                 if a.replace("[]interface {}", "\u{0}")
-                    .replace("[][]\u{0}", "\u{0}")
+                    .replace("[]\u{0}", "\u{0}")
                     .replace("[]string", "\u{0}")
                     .replace("[]int", "\u{0}")
                     .replace('\u{0}', "[]interface {}")

@@ -252,10 +252,11 @@ impl<'t> State<'t> {
         let mark = self.vars.len();
         let result = self.walk_range_inner(dot, r);
         self.vars.truncate(mark);
-        result.map(|()| Flow::Normal)
+        result
     }
 
-    fn walk_range_inner(&mut self, dot: &Value, r: &'t Branch) -> R<()> {
+    /// Runs a `range`; a `continue` in its `else` list continues the enclosing `range`.
+    fn walk_range_inner(&mut self, dot: &Value, r: &'t Branch) -> R<Flow> {
         let val = self.eval_pipeline(dot, &r.pipe)?;
         let inner_mark = self.vars.len();
         let ran = match &val {
@@ -284,16 +285,16 @@ impl<'t> State<'t> {
                 }
                 !entries.is_empty()
             }
-            Value::Int(n) => {
+            Value::Int(n) | Value::Int64(n) => {
+                let wide = matches!(val, Value::Int64(_));
                 if r.pipe.decl.len() > 1 {
                     return Err(self.errorf(format!(
                         "can't use {n} to iterate over more than one variable"
                     )));
                 }
                 for i in 0..(*n).max(0) {
-                    if self.one_iteration(r, inner_mark, Value::Int(i), Value::Int(i))?
-                        == Flow::Break
-                    {
+                    let v = if wide { Value::Int64(i) } else { Value::Int(i) };
+                    if self.one_iteration(r, inner_mark, v.clone(), v)? == Flow::Break {
                         break;
                     }
                 }
@@ -308,9 +309,14 @@ impl<'t> State<'t> {
             }
         };
         if !ran && let Some(e) = &r.else_list {
-            self.walk_list(dot, e)?;
+            // As in Go, whose `walkRange` recovers a `break` (ending the else list) while a
+            // `continue` goes on to the enclosing range's iteration.
+            return Ok(match self.walk_list(dot, e)? {
+                Flow::Break => Flow::Normal,
+                flow => flow,
+            });
         }
-        Ok(())
+        Ok(Flow::Normal)
     }
 
     fn one_iteration(&mut self, r: &'t Branch, mark: usize, index: Value, elem: Value) -> R<Flow> {
@@ -455,7 +461,10 @@ impl<'t> State<'t> {
         if let Some(i) = n.int {
             return Ok(Value::Int(i));
         }
-        if n.uint || n.complex {
+        if n.complex {
+            return Err(self.errorf(format!("complex numbers are not supported: {t}")));
+        }
+        if n.uint {
             return Err(self.errorf(format!("{t} overflows int")));
         }
         Ok(Value::Missing)
@@ -666,6 +675,7 @@ impl<'t> State<'t> {
             ))),
             (Param::Str, v @ Value::Str(_))
             | (Param::Int, v @ Value::Int(_))
+            | (Param::Float, v @ Value::Float(_))
             | (Param::Bool, v @ Value::Bool(_))
             | (Param::Map, v @ Value::Map(_)) => Ok(v),
             (_, v) => Err(self.errorf(format!(
@@ -711,6 +721,10 @@ impl<'t> State<'t> {
                         Some(i) => Ok(Value::Int(i)),
                         None => Err(self.errorf(format!("expected integer; found {arg}"))),
                     },
+                    Some(Param::Float) => match n.float {
+                        Some(f) => Ok(Value::Float(f)),
+                        None => Err(self.errorf(format!("expected float; found {arg}"))),
+                    },
                     Some(Param::Any | Param::Reflect) | None => self.ideal_constant(arg, n),
                     Some(p) => Err(self.literal_mismatch(p, arg)),
                 };
@@ -732,6 +746,7 @@ impl<'t> State<'t> {
         match p {
             Param::Str => self.errorf(format!("expected string; found {arg}")),
             Param::Int => self.errorf(format!("expected integer; found {arg}")),
+            Param::Float => self.errorf(format!("expected float; found {arg}")),
             Param::Bool => self.errorf(format!("expected bool; found {arg}")),
             _ => self.errorf(format!(
                 "can't handle {arg} for arg of type {}",

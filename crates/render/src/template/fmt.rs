@@ -154,6 +154,80 @@ fn fmt_f(out: &mut String, d: &[u8], dp: i32, prec: usize) {
 }
 
 /// Go's `strconv.FormatFloat(f, verb, prec, 64)` for `e E f F g G`; `prec` `None` is Go's -1.
+/// strconv's `FormatFloat(x, 'x', prec, 64)` (`%x` of a float): `0x1.f4p+09`.
+fn format_hex_float(x: f64, fmt: char, prec: Option<usize>) -> String {
+    let bits = x.to_bits();
+    let neg = bits >> 63 != 0;
+    let mut exp = ((bits >> 52) & 0x7ff) as i32;
+    let mut mant = bits & ((1 << 52) - 1);
+    if exp == 0 {
+        exp += 1;
+    } else {
+        mant |= 1 << 52;
+    }
+    exp -= 1023;
+    if mant == 0 {
+        exp = 0;
+    }
+    mant <<= 60 - 52;
+    while mant != 0 && mant & (1 << 60) == 0 {
+        mant <<= 1;
+        exp -= 1;
+    }
+    if let Some(p) = prec.filter(|p| *p < 15) {
+        let shift = (p * 4) as u32;
+        let extra = (mant << shift) & ((1 << 60) - 1);
+        mant >>= 60 - shift;
+        if extra | (mant & 1) > 1 << 59 {
+            mant += 1;
+        }
+        mant <<= 60 - shift;
+        if mant & (1 << 61) != 0 {
+            mant >>= 1;
+            exp += 1;
+        }
+    }
+    let hex: &[u8; 16] = if fmt == 'X' {
+        b"0123456789ABCDEF"
+    } else {
+        b"0123456789abcdef"
+    };
+    let mut out = String::new();
+    if neg {
+        out.push('-');
+    }
+    out.push('0');
+    out.push(fmt);
+    out.push(if (mant >> 60) & 1 == 1 { '1' } else { '0' });
+    mant <<= 4;
+    match prec {
+        None if mant != 0 => {
+            out.push('.');
+            while mant != 0 {
+                out.push(char::from(hex[((mant >> 60) & 15) as usize]));
+                mant <<= 4;
+            }
+        }
+        Some(p) if p > 0 => {
+            out.push('.');
+            for _ in 0..p {
+                out.push(char::from(hex[((mant >> 60) & 15) as usize]));
+                mant <<= 4;
+            }
+        }
+        _ => {}
+    }
+    out.push(if fmt == 'X' { 'P' } else { 'p' });
+    out.push(if exp < 0 { '-' } else { '+' });
+    let e = exp.unsigned_abs();
+    if e < 100 {
+        out.push_str(&format!("{e:02}"));
+    } else {
+        out.push_str(&e.to_string());
+    }
+    out
+}
+
 pub(crate) fn format_float(f: f64, verb: char, prec: Option<usize>) -> String {
     if f.is_nan() {
         return "NaN".into();
@@ -295,7 +369,7 @@ impl Printer {
                 't' | 'v' => self.pad(if *b { "true" } else { "false" }),
                 _ => self.bad_verb(verb, v),
             },
-            Value::Int(i) => self.fmt_integer(*i, verb, v),
+            Value::Int(i) | Value::Int64(i) => self.fmt_integer(*i, verb, v),
             Value::Float(x) => self.fmt_float(*x, verb, v),
             Value::Str(s) => self.fmt_string(s, verb, v),
             Value::List(items) => {
@@ -481,12 +555,17 @@ impl Printer {
             'v' => ('g', None),
             'g' | 'G' => (verb, self.f.prec),
             'e' | 'E' | 'f' | 'F' => (verb, Some(self.f.prec.unwrap_or(6))),
+            'x' | 'X' => (verb, self.f.prec),
             _ => {
                 self.bad_verb(verb, v);
                 return;
             }
         };
-        let mut num = format_float(x, fmt, prec);
+        let mut num = if matches!(fmt, 'x' | 'X') && x.is_finite() {
+            format_hex_float(x, fmt, prec)
+        } else {
+            format_float(x, if matches!(fmt, 'x' | 'X') { 'g' } else { fmt }, prec)
+        };
         if !num.starts_with(['-', '+']) {
             num.insert(0, '+');
         }
@@ -609,7 +688,7 @@ impl ArgState {
 
 fn int_from_arg(args: &[Value], arg_num: usize) -> (Option<i64>, usize) {
     match args.get(arg_num) {
-        Some(Value::Int(n)) if n.abs() <= TOO_LARGE => (Some(*n), arg_num + 1),
+        Some(Value::Int(n) | Value::Int64(n)) if n.abs() <= TOO_LARGE => (Some(*n), arg_num + 1),
         Some(_) => (None, arg_num + 1),
         None => (None, arg_num),
     }

@@ -21,6 +21,8 @@ pub(crate) enum Param {
     Reflect,
     Str,
     Int,
+    /// `float64`.
+    Float,
     Bool,
     /// `map[string]interface{}`: nil arrives as [`Value::Missing`].
     Map,
@@ -33,6 +35,7 @@ impl Param {
             Param::Reflect => "reflect.Value",
             Param::Str => "string",
             Param::Int => "int",
+            Param::Float => "float64",
             Param::Bool => "bool",
             Param::Map => "map[string]interface {}",
         }
@@ -81,7 +84,8 @@ static FUNCS: &[Func] = funcs![
     "printf"(Str; ...Any) => |a| Ok(Value::Str(sprintf(s(&a[0]), &a[1..]))),
     "len"(Reflect) => length,
     "index"(Reflect; ...Reflect) => index,
-    "slice"(Reflect; ...Reflect) => slice,
+    // sprig's `slice` replaces Go's builtin of the same name in `TxtFuncMap`.
+    "slice"(Any; ...Any) => sprig_slice,
     "eq"(Reflect; ...Reflect) => eq,
     "ne"(Reflect, Reflect) => |a| Ok(Value::Bool(!eq_one(&a[0], &a[1])?)),
     "lt"(Reflect, Reflect) => |a| lt(&a[0], &a[1]).map(Value::Bool),
@@ -145,11 +149,13 @@ static FUNCS: &[Func] = funcs![
     "list"(; ...Any) => |a| new_list(a.to_vec()),
     "first"(Any) => |a| list_op(&a[0], "first", |l| l.first().cloned().unwrap_or(Value::Null)),
     "last"(Any) => |a| list_op(&a[0], "last", |l| l.last().cloned().unwrap_or(Value::Null)),
+    // Of an empty list, Go gives a nil `[]interface{}`: it prints as `[]` and JSON-encodes as
+    // `null`.
     "rest"(Any) => |a| list_op(&a[0], "rest", |l| {
-        if l.is_empty() { Value::Null } else { Value::list(l[1..].to_vec()) }
+        if l.is_empty() { Value::nil_list() } else { Value::list(l[1..].to_vec()) }
     }),
     "initial"(Any) => |a| list_op(&a[0], "initial", |l| {
-        if l.is_empty() { Value::Null } else { Value::list(l[..l.len() - 1].to_vec()) }
+        if l.is_empty() { Value::nil_list() } else { Value::list(l[..l.len() - 1].to_vec()) }
     }),
     "append"(Any, Any) => |a| {
         let mut items = list_items(&a[0], "Cannot push on type")?;
@@ -213,40 +219,74 @@ static FUNCS: &[Func] = funcs![
     "fromJson"(Str) => |a| Ok(serde_json::from_str::<serde_json::Value>(s(&a[0]))
         .map_or(Value::Null, |j| Value::from_json_floats(&j))),
     "int"(Any) => |a| Ok(Value::Int(to_int64(&a[0]))),
-    "add"(; ...Any) => |a| Ok(Value::Int(a.iter().fold(0i64, |acc, v| acc.wrapping_add(to_int64(v))))),
-    "add1"(Any) => |a| Ok(Value::Int(to_int64(&a[0]).wrapping_add(1))),
-    "sub"(Any, Any) => |a| Ok(Value::Int(to_int64(&a[0]).wrapping_sub(to_int64(&a[1])))),
-    "mul"(Any; ...Any) => |a| Ok(Value::Int(a.iter().fold(1i64, |acc, v| acc.wrapping_mul(to_int64(v))))),
+    "add"(; ...Any) => |a| Ok(Value::Int64(a.iter().fold(0i64, |acc, v| acc.wrapping_add(to_int64(v))))),
+    "add1"(Any) => |a| Ok(Value::Int64(to_int64(&a[0]).wrapping_add(1))),
+    "sub"(Any, Any) => |a| Ok(Value::Int64(to_int64(&a[0]).wrapping_sub(to_int64(&a[1])))),
+    "mul"(Any; ...Any) => |a| Ok(Value::Int64(a.iter().fold(1i64, |acc, v| acc.wrapping_mul(to_int64(v))))),
     "div"(Any, Any) => |a| {
         let d = to_int64(&a[1]);
         if d == 0 { return Err("runtime error: integer divide by zero".into()); }
-        Ok(Value::Int(to_int64(&a[0]).wrapping_div(d)))
+        Ok(Value::Int64(to_int64(&a[0]).wrapping_div(d)))
     },
     "mod"(Any, Any) => |a| {
         let d = to_int64(&a[1]);
         if d == 0 { return Err("runtime error: integer divide by zero".into()); }
-        Ok(Value::Int(to_int64(&a[0]).wrapping_rem(d)))
+        Ok(Value::Int64(to_int64(&a[0]).wrapping_rem(d)))
     },
 ];
 
+pub(crate) fn names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = FUNCS
+        .iter()
+        .chain(super::sprig::MORE)
+        .chain(super::sprig::REGEX)
+        .chain(super::sprig::RANDOM)
+        .chain(super::sprig::REFUSED_FUNCS)
+        .chain(super::sprig::MERGE)
+        .chain(super::sprig::FLOATS)
+        .chain(super::sprig::CASES)
+        .chain(super::sprig::DURATIONS)
+        .map(|f| f.name)
+        .chain(super::sprig::ALIASES.iter().map(|(a, _)| *a))
+        .collect();
+    names.sort_unstable();
+    names
+}
+
 pub(crate) fn lookup(name: &str) -> Option<&'static Func> {
-    FUNCS.iter().find(|f| f.name == name)
+    let name = super::sprig::ALIASES
+        .iter()
+        .find(|(a, _)| *a == name)
+        .map_or(name, |(_, target)| *target);
+    FUNCS
+        .iter()
+        .chain(super::sprig::MORE)
+        .chain(super::sprig::REGEX)
+        .chain(super::sprig::RANDOM)
+        .chain(super::sprig::REFUSED_FUNCS)
+        .chain(super::sprig::MERGE)
+        .chain(super::sprig::FLOATS)
+        .chain(super::sprig::CASES)
+        .chain(super::sprig::DURATIONS)
+        .find(|f| f.name == name)
 }
 
 /// What Go's runtime says when sprig calls `reflect.TypeOf(nil).Kind()`.
-const NIL_DEREF: &str = "runtime error: invalid memory address or nil pointer dereference";
+pub(crate) const NIL_DEREF: &str =
+    "runtime error: invalid memory address or nil pointer dereference";
 
 /// The string of a `Str` parameter (the executor checked the type).
-fn s(v: &Value) -> &str {
+pub(crate) fn s(v: &Value) -> &str {
     v.as_str().unwrap_or_default()
 }
 
 /// `reflect.Kind` names, as sprig's error messages print them.
-fn kind_name(v: &Value) -> &'static str {
+pub(crate) fn kind_name(v: &Value) -> &'static str {
     match v {
         Value::Missing | Value::Null => "invalid",
         Value::Bool(_) => "bool",
         Value::Int(_) => "int",
+        Value::Int64(_) => "int64",
         Value::Float(_) => "float64",
         Value::Str(_) => "string",
         Value::List(_) => "slice",
@@ -267,7 +307,7 @@ pub(crate) fn strval(v: &Value) -> String {
 }
 
 /// sprig's `strslice`: a list's non-nil items as strings; a scalar as a one-item list.
-fn strslice(v: &Value) -> Vec<String> {
+pub(crate) fn strslice(v: &Value) -> Vec<String> {
     match v {
         Value::List(items) => items.iter().filter(|i| !i.is_nil()).map(strval).collect(),
         Value::Missing | Value::Null => Vec::new(),
@@ -276,18 +316,18 @@ fn strslice(v: &Value) -> Vec<String> {
 }
 
 /// sprig's `empty`.
-fn empty(v: &Value) -> bool {
+pub(crate) fn empty(v: &Value) -> bool {
     !v.is_true()
 }
 
-fn deep_equal(a: &Value, b: &Value, depth: usize) -> bool {
+pub(crate) fn deep_equal(a: &Value, b: &Value, depth: usize) -> bool {
     if !visit(depth) {
         return false;
     }
     match (a, b) {
         (Value::Missing | Value::Null, Value::Missing | Value::Null) => true,
         (Value::Bool(x), Value::Bool(y)) => x == y,
-        (Value::Int(x), Value::Int(y)) => x == y,
+        (Value::Int(x), Value::Int(y)) | (Value::Int64(x), Value::Int64(y)) => x == y,
         (Value::Float(x), Value::Float(y)) => x == y,
         (Value::Str(x), Value::Str(y)) => x == y,
         (Value::List(x), Value::List(y)) => {
@@ -307,14 +347,54 @@ fn deep_equal(a: &Value, b: &Value, depth: usize) -> bool {
 }
 
 /// spf13/cast's `ToInt64` as sprig uses it: failures are 0.
-fn to_int64(v: &Value) -> i64 {
+pub(crate) fn to_int64(v: &Value) -> i64 {
     match v {
         Value::Bool(b) => i64::from(*b),
-        Value::Int(i) => *i,
-        Value::Float(f) => *f as i64,
+        Value::Int(i) | Value::Int64(i) => *i,
+        Value::Float(f) => go_f64_to_i64(*f),
         Value::Str(s) => parse_go_int(trim_zero_decimal(s)).unwrap_or(0),
         _ => 0,
     }
+}
+
+/// Go's `int64(f)` on amd64: NaN and values out of range give the minimum `int64` (Rust's `as`
+/// saturates).
+pub(crate) fn go_f64_to_i64(f: f64) -> i64 {
+    // -2^63 ≤ f < 2^63
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    if f.is_nan() || !(-LIMIT..LIMIT).contains(&f) {
+        i64::MIN
+    } else {
+        f as i64
+    }
+}
+
+/// spf13/cast's `ToFloat64` as sprig uses it: failures are 0.
+pub(crate) fn to_float64(v: &Value) -> f64 {
+    match v {
+        Value::Bool(b) => f64::from(u8::from(*b)),
+        Value::Int(i) | Value::Int64(i) => *i as f64,
+        Value::Float(f) => *f,
+        Value::Str(s) => go_parse_float(s).unwrap_or(0.0),
+        _ => 0.0,
+    }
+}
+
+/// `strconv.ParseFloat(s, 64)` for decimal syntax (Rust's parser, minus what Go refuses).
+fn go_parse_float(s: &str) -> Option<f64> {
+    let t = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let lower = t.to_ascii_lowercase();
+    if matches!(lower.as_str(), "inf" | "infinity" | "nan") {
+        return s.parse().ok();
+    }
+    if t.is_empty()
+        || !t
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
+    {
+        return None;
+    }
+    s.parse().ok()
 }
 
 /// cast's `trimZeroDecimal`: `"1.00"` → `"1"`.
@@ -379,7 +459,7 @@ fn repeat(n: &Value, text: &str) -> Result<Value, String> {
     Ok(Value::Str(text.repeat(n)))
 }
 
-fn list_items(v: &Value, what: &str) -> Result<Vec<Value>, String> {
+pub(crate) fn list_items(v: &Value, what: &str) -> Result<Vec<Value>, String> {
     match v {
         Value::List(l) => {
             charge(l.len() as u64);
@@ -523,7 +603,7 @@ fn length(a: &[Value]) -> Result<Value, String> {
 /// Go's `indexArg`.
 fn index_arg(idx: &Value, cap: usize) -> Result<usize, String> {
     let x = match idx {
-        Value::Int(x) => *x,
+        Value::Int(x) | Value::Int64(x) => *x,
         Value::Missing | Value::Null => return Err("cannot index slice/array with nil".into()),
         other => {
             return Err(format!(
@@ -580,42 +660,27 @@ fn index(a: &[Value]) -> Result<Value, String> {
     Ok(item)
 }
 
-fn slice(a: &[Value]) -> Result<Value, String> {
-    let item = a[0].clone().collapse_null();
-    let idxs = &a[1..];
-    if matches!(item, Value::Missing) {
-        return Err("slice of untyped nil".into());
-    }
-    if idxs.len() > 3 {
-        return Err(format!("too many slice indexes: {}", idxs.len()));
-    }
-    let len = match &item {
-        Value::Str(s) => {
-            if idxs.len() == 3 {
-                return Err("cannot 3-index slice a string".into());
-            }
-            s.len()
+/// sprig's `slice`: a list's items from `start` (default 0) to `end` (default the length).
+fn sprig_slice(a: &[Value]) -> Result<Value, String> {
+    let l = match &a[0] {
+        Value::List(l) => l,
+        Value::Missing | Value::Null => return Err(NIL_DEREF.into()),
+        other => {
+            return Err(format!(
+                "list should be type of slice or array but {}",
+                kind_name(other)
+            ));
         }
-        Value::List(l) => l.len(),
-        other => return Err(format!("can't slice item of type {}", other.type_name())),
     };
-    let mut idx = [0, len, len];
-    for (i, v) in idxs.iter().enumerate() {
-        idx[i] = index_arg(&v.clone().collapse_null(), len)?;
+    if l.is_empty() {
+        return Ok(Value::Null);
     }
-    if idx[0] > idx[1] {
-        return Err(format!("invalid slice index: {} > {}", idx[0], idx[1]));
+    let start = a.get(1).map_or(0, to_int64);
+    let end = a.get(2).map_or(l.len() as i64, to_int64);
+    match (usize::try_from(start), usize::try_from(end)) {
+        (Ok(s), Ok(e)) if s <= e && e <= l.len() => Ok(Value::list(l[s..e].to_vec())),
+        _ => Err("reflect.Value.Slice: slice index out of bounds".into()),
     }
-    if idxs.len() == 3 && idx[1] > idx[2] {
-        return Err(format!("invalid slice index: {} > {}", idx[1], idx[2]));
-    }
-    Ok(match &item {
-        Value::Str(s) => {
-            Value::Str(String::from_utf8_lossy(&s.as_bytes()[idx[0]..idx[1]]).into_owned())
-        }
-        Value::List(l) => Value::list(l[idx[0]..idx[1]].to_vec()),
-        _ => Value::Missing,
-    })
 }
 
 #[derive(PartialEq, Eq, Clone, Copy)]
@@ -630,7 +695,7 @@ enum BasicKind {
 fn basic_kind(v: &Value) -> BasicKind {
     match v {
         Value::Bool(_) => BasicKind::Bool,
-        Value::Int(_) => BasicKind::Int,
+        Value::Int(_) | Value::Int64(_) => BasicKind::Int,
         Value::Float(_) => BasicKind::Float,
         Value::Str(_) => BasicKind::Str,
         _ => BasicKind::Invalid,
@@ -652,9 +717,13 @@ fn eq_one(a: &Value, b: &Value) -> Result<bool, String> {
     }
     Ok(match (&a, &b) {
         (Value::Bool(x), Value::Bool(y)) => x == y,
-        (Value::Int(x), Value::Int(y)) => x == y,
+        (Value::Int(x) | Value::Int64(x), Value::Int(y) | Value::Int64(y)) => x == y,
         (Value::Float(x), Value::Float(y)) => x == y,
         (Value::Str(x), Value::Str(y)) => x == y,
+        // Go compares slices only against nil: a nil slice equals only a nil slice.
+        (Value::List(x), Value::List(y)) if x.is_nil_slice() || y.is_nil_slice() => {
+            x.is_nil_slice() == y.is_nil_slice()
+        }
         _ => {
             let same_kind = std::mem::discriminant(&a) == std::mem::discriminant(&b);
             if !same_kind && !a.is_nil() && !b.is_nil() {
@@ -702,7 +771,7 @@ fn lt(a: &Value, b: &Value) -> Result<bool, String> {
         return Err(BAD_COMPARISON.into());
     }
     match (&a, &b) {
-        (Value::Int(x), Value::Int(y)) => Ok(x < y),
+        (Value::Int(x) | Value::Int64(x), Value::Int(y) | Value::Int64(y)) => Ok(x < y),
         (Value::Float(x), Value::Float(y)) => Ok(x < y),
         (Value::Str(x), Value::Str(y)) => Ok(x < y),
         _ => Err(BAD_COMPARISON_TYPE.into()),

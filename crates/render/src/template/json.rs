@@ -3,7 +3,13 @@
 
 use super::value::{MAX_STRING, Value, visit};
 
+thread_local! {
+    /// Whether strings escape `<`, `>` and `&` (Go's `SetEscapeHTML`; off for `toRawJson`).
+    static ESCAPE_HTML: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
 fn push_string(out: &mut String, s: &str) {
+    let html = ESCAPE_HTML.with(std::cell::Cell::get);
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
     for c in s.chars() {
@@ -15,7 +21,7 @@ fn push_string(out: &mut String, s: &str) {
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            c if c < ' ' || c == '<' || c == '>' || c == '&' => {
+            c if c < ' ' || (html && (c == '<' || c == '>' || c == '&')) => {
                 let b = c as u8;
                 out.push_str("\\u00");
                 out.push(char::from(HEX[usize::from(b >> 4)]));
@@ -65,9 +71,10 @@ fn encode(out: &mut String, v: &Value, indent: Option<usize>, depth: usize) -> R
     match v {
         Value::Missing | Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Int(i) => out.push_str(&i.to_string()),
+        Value::Int(i) | Value::Int64(i) => out.push_str(&i.to_string()),
         Value::Float(f) => push_float(out, *f)?,
         Value::Str(s) => push_string(out, s),
+        Value::List(items) if items.is_nil_slice() => out.push_str("null"),
         Value::List(items) => {
             if items.is_empty() {
                 out.push_str("[]");
@@ -116,6 +123,15 @@ fn encode(out: &mut String, v: &Value, indent: Option<usize>, depth: usize) -> R
 pub(crate) fn to_json(v: &Value) -> Option<String> {
     let mut out = String::new();
     encode(&mut out, v, None, 0).ok().map(|()| out)
+}
+
+/// A `json.Encoder` with `SetEscapeHTML(false)`, without the trailing newline (sprig's
+/// `toRawJson`).
+pub(crate) fn to_raw_json(v: &Value) -> Option<String> {
+    ESCAPE_HTML.with(|h| h.set(false));
+    let out = to_json(v);
+    ESCAPE_HTML.with(|h| h.set(true));
+    out
 }
 
 /// `json.MarshalIndent(v, "", "  ")`.

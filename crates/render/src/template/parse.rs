@@ -652,7 +652,34 @@ impl Parser<'_> {
     fn number(&self, t: &Token) -> PResult<Number> {
         let text = t.val.clone();
         if t.kind == Kind::Complex || (text.ends_with('i') && !text.starts_with('\'')) {
-            return Err(self.errorf(format!("complex numbers are not supported: {text}")));
+            // Go parses complex constants; we cannot compute with them, so using one fails at
+            // execution (in Go it would print, e.g. `(0+3i)`). An imaginary part of zero makes
+            // it a plain number, as in Go.
+            let imag = text.strip_suffix('i').filter(|_| t.kind != Kind::Complex);
+            if let Some(imag) = imag {
+                let value = parse_go_int(imag)
+                    .map(|i| i as f64)
+                    .or_else(|| parse_go_float(imag))
+                    .ok_or_else(|| {
+                        self.errorf(format!("illegal number syntax: {}", go_quote(&text)))
+                    })?;
+                if value == 0.0 {
+                    return Ok(Number {
+                        text,
+                        int: Some(0),
+                        uint: true,
+                        float: Some(0.0),
+                        complex: false,
+                    });
+                }
+            }
+            return Ok(Number {
+                text,
+                int: None,
+                uint: false,
+                float: None,
+                complex: true,
+            });
         }
         if t.kind == Kind::CharConstant {
             let c = unquote_char(&text)

@@ -85,7 +85,15 @@ fn unnest(stack: &mut Vec<Value>) {
 
 /// The items of a list value (immutable, shared).
 #[derive(Debug, Default)]
-pub(crate) struct ListVal(Vec<Value>);
+pub(crate) struct ListVal(Vec<Value>, bool);
+
+impl ListVal {
+    /// Whether this is Go's nil slice (what sprig returns for some empty results): it prints
+    /// as `[]` but JSON-encodes as `null`.
+    pub(crate) fn is_nil_slice(&self) -> bool {
+        self.1
+    }
+}
 
 impl Deref for ListVal {
     type Target = Vec<Value>;
@@ -130,6 +138,9 @@ pub(crate) enum Value {
     Bool(bool),
     /// Go `int` (also what we make of JSON integers).
     Int(i64),
+    /// Go `int64`: what sprig's arithmetic returns. It computes and prints like an `int`, but Go
+    /// refuses it for an `int` parameter, and `%T`, `typeOf`, `kindOf` name it.
+    Int64(i64),
     /// Go `float64`.
     Float(f64),
     Str(String),
@@ -139,7 +150,12 @@ pub(crate) enum Value {
 
 impl Value {
     pub(crate) fn list(items: Vec<Value>) -> Value {
-        Value::List(Rc::new(ListVal(items)))
+        Value::List(Rc::new(ListVal(items, false)))
+    }
+
+    /// Go's nil slice: an empty list that JSON-encodes as `null`.
+    pub(crate) fn nil_list() -> Value {
+        Value::List(Rc::new(ListVal(Vec::new(), true)))
     }
 
     pub(crate) fn map(entries: BTreeMap<String, Value>) -> Value {
@@ -191,6 +207,7 @@ impl Value {
             Value::Missing | Value::Null => "<nil>",
             Value::Bool(_) => "bool",
             Value::Int(_) => "int",
+            Value::Int64(_) => "int64",
             Value::Float(_) => "float64",
             Value::Str(_) => "string",
             Value::List(_) => "[]interface {}",
@@ -216,7 +233,7 @@ impl Value {
         match self {
             Value::Missing | Value::Null => false,
             Value::Bool(b) => *b,
-            Value::Int(i) => *i != 0,
+            Value::Int(i) | Value::Int64(i) => *i != 0,
             Value::Float(f) => *f != 0.0,
             Value::Str(s) => !s.is_empty(),
             Value::List(l) => !l.is_empty(),

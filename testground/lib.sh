@@ -6,7 +6,8 @@
 #
 # A build script calls `tg_cached_or_build NAME-VERSION build_fn`: when NAME-VERSION/.complete exists the
 # folder is printed at once; otherwise build_fn runs with $OUT set to a fresh staging folder, which is moved into
-# place only when it succeeds (an interrupted build never leaves a half-filled cache entry).
+# place only when it succeeds (an interrupted build never leaves a half-filled cache entry). With TG_CHECK_ONLY=1
+# it only tells (exit 3 when the peer is not built).
 set -euo pipefail
 
 TESTGROUND_CACHE="${TESTGROUND_CACHE:-/var/cache/connectors-testground}"
@@ -25,6 +26,10 @@ tg_cached_or_build() {
     if [ -f "$dir/.complete" ]; then
         echo "$dir"
         return 0
+    fi
+    # TG_CHECK_ONLY=1: say whether it is built (exit 3 when not), never build.
+    if [ "${TG_CHECK_ONLY:-}" = 1 ]; then
+        return 3
     fi
     command -v go >/dev/null || { tg_log "go is not installed; the $key peers are built from Go modules"; return 1; }
     mkdir -p "$TESTGROUND_CACHE"

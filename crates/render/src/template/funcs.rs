@@ -236,16 +236,7 @@ static FUNCS: &[Func] = funcs![
 ];
 
 pub(crate) fn names() -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = FUNCS
-        .iter()
-        .chain(super::sprig::MORE)
-        .chain(super::sprig::REGEX)
-        .chain(super::sprig::RANDOM)
-        .chain(super::sprig::REFUSED_FUNCS)
-        .chain(super::sprig::MERGE)
-        .chain(super::sprig::FLOATS)
-        .chain(super::sprig::CASES)
-        .chain(super::sprig::DURATIONS)
+    let mut names: Vec<&'static str> = all()
         .map(|f| f.name)
         .chain(super::sprig::ALIASES.iter().map(|(a, _)| *a))
         .collect();
@@ -258,6 +249,11 @@ pub(crate) fn lookup(name: &str) -> Option<&'static Func> {
         .iter()
         .find(|(a, _)| *a == name)
         .map_or(name, |(_, target)| *target);
+    all().find(|f| f.name == name)
+}
+
+/// Every function table: Go's builtins and sprig's groups (refused ones included, so that calling one says why).
+fn all() -> impl Iterator<Item = &'static Func> {
     FUNCS
         .iter()
         .chain(super::sprig::MORE)
@@ -268,7 +264,6 @@ pub(crate) fn lookup(name: &str) -> Option<&'static Func> {
         .chain(super::sprig::FLOATS)
         .chain(super::sprig::CASES)
         .chain(super::sprig::DURATIONS)
-        .find(|f| f.name == name)
 }
 
 /// What Go's runtime says when sprig calls `reflect.TypeOf(nil).Kind()`.

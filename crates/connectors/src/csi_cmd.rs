@@ -33,8 +33,52 @@ pub(crate) struct CsiArgs {
     /// Do not mount a tmpfs on each volume (write into the target folder as it is).
     #[arg(long)]
     no_tmpfs: bool,
+    /// Register the driver with the kubelet through its plugin registration API, serving the registration
+    /// socket in this folder (the kubelet's `/var/lib/kubelet/plugins_registry`, mounted into the driver's pod).
+    /// No node-driver-registrar sidecar is needed. Requires --kubelet-registration-path.
+    #[arg(long, value_name = "DIR", requires = "kubelet_registration_path")]
+    registration_dir: Option<std::path::PathBuf>,
+    /// The CSI socket as the kubelet reaches it on the host (e.g.
+    /// /var/lib/kubelet/plugins/connectors-csi/csi.sock), told to the kubelet at registration.
+    #[arg(long, value_name = "PATH", requires = "registration_dir")]
+    kubelet_registration_path: Option<std::path::PathBuf>,
     #[command(flatten)]
     kube: csi_kube::CsiKubeArgs,
+}
+
+/// Serves the CSI socket, and the kubelet registration socket when asked, until SIGTERM/SIGINT.
+async fn serve(args: &CsiArgs, driver: connectors_csi::Driver) -> Result<()> {
+    let Some((dir, kubelet_socket)) = args
+        .registration_dir
+        .as_ref()
+        .zip(args.kubelet_registration_path.as_ref())
+    else {
+        return connectors_csi::serve(&args.endpoint, driver, shutdown_signal())
+            .await
+            .context("serving the CSI driver");
+    };
+    use connectors_csi::registration::{
+        PluginRegistration, registration_socket_name, serve_registration,
+    };
+    let socket = dir.join(registration_socket_name(connectors_csi::DRIVER_NAME));
+    let registration = PluginRegistration {
+        driver_name: connectors_csi::DRIVER_NAME.to_owned(),
+        kubelet_socket: kubelet_socket.clone(),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let registrar = tokio::spawn(serve_registration(socket, registration, async move {
+        let _ = stopped.await;
+    }));
+    // The CSI socket first: the kubelet calls it as soon as it has read the registration.
+    let served = connectors_csi::serve(&args.endpoint, driver, shutdown_signal())
+        .await
+        .context("serving the CSI driver");
+    let _ = stop.send(());
+    registrar
+        .await
+        .context("the kubelet registration task failed")?
+        .context("serving the kubelet plugin registration")?;
+    served
 }
 
 pub(crate) async fn csi(args: CsiArgs) -> Result<ExitCode> {
@@ -55,9 +99,7 @@ pub(crate) async fn csi(args: CsiArgs) -> Result<ExitCode> {
             connectors_csi::DRIVER_NAME,
             args.endpoint
         );
-        connectors_csi::serve(&args.endpoint, driver, shutdown_signal())
-            .await
-            .context("serving the CSI driver")?;
+        serve(&args, driver).await?;
         return Ok(ExitCode::SUCCESS);
     }
     let catalog = load_catalog(&args.catalog)?;
@@ -91,8 +133,6 @@ pub(crate) async fn csi(args: CsiArgs) -> Result<ExitCode> {
         connectors_csi::DRIVER_NAME,
         args.endpoint
     );
-    connectors_csi::serve(&args.endpoint, driver, shutdown_signal())
-        .await
-        .context("serving the CSI driver")?;
+    serve(&args, driver).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -618,15 +618,28 @@ fn deployment_follows_the_contract() {
             "--endpoint",
             "unix:///csi/csi.sock",
             "--node-id",
-            "$(NODE_NAME)"
+            "$(NODE_NAME)",
+            "--registration-dir",
+            "/registration",
+            "--kubelet-registration-path",
+            "/var/lib/kubelet/plugins/connectors-csi/csi.sock"
         ])
     );
     assert_eq!(c["securityContext"]["privileged"], true);
+    // The image's user is 65532; the driver mounts and must be root.
+    assert_eq!(c["securityContext"]["runAsUser"], 0);
     assert_eq!(
         c["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
         "spec.nodeName"
     );
-    container(csi, "node-driver-registrar");
+    // The driver registers itself with the kubelet: one container, no registrar sidecar.
+    assert_eq!(
+        csi["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     let volumes: Vec<&str> = csi["spec"]["template"]["spec"]["volumes"]
         .as_array()
         .unwrap()
@@ -671,9 +684,7 @@ fn deployment_follows_the_contract() {
             .as_array()
             .unwrap()
         {
-            if c["name"] != "node-driver-registrar" {
-                assert_eq!(c["image"], "connectors:0.1.0", "{name}");
-            }
+            assert_eq!(c["image"], "connectors:0.1.0", "{name}");
         }
     }
 }

@@ -18,6 +18,7 @@ mod error;
 pub mod jwt;
 pub mod mount;
 mod pod;
+pub mod registration;
 mod service;
 mod sources;
 pub mod writer;
@@ -45,6 +46,12 @@ pub use sources::{AllowAll, Authorize, FeatureFlags, LocalTokenSource, TokenSour
 pub mod proto {
     #![allow(missing_docs, clippy::all, clippy::pedantic)]
     include!("proto/csi.v1.rs");
+
+    /// The kubelet's plugin registration API (v1), from `proto/pluginregistration.proto`.
+    pub mod registration {
+        #![allow(missing_docs, clippy::all, clippy::pedantic)]
+        include!("proto/pluginregistration.rs");
+    }
 }
 
 /// The socket path of a CSI endpoint: `unix:///path/csi.sock`, `unix:/path/csi.sock` or a plain path.
@@ -102,7 +109,7 @@ pub async fn serve(
     result.map_err(CsiError::Server)
 }
 
-fn prepare_socket_path(endpoint: &str, path: &Path) -> Result<(), CsiError> {
+pub(crate) fn prepare_socket_path(endpoint: &str, path: &Path) -> Result<(), CsiError> {
     use std::os::unix::fs::FileTypeExt as _;
 
     let bad = |reason: String| CsiError::Endpoint {

@@ -113,9 +113,11 @@ pub(crate) async fn connect(
                 "this proxy has no CA, so it cannot intercept TLS for connectors".to_owned(),
             )
         })?;
-        let tls_config = ca.server_config(&host).map_err(|e| {
+        let leaf = ca.leaf(&host).map_err(|e| {
             ProxyError::internal(format!("cannot make a TLS certificate for {host}"), e)
         })?;
+        proxy.ops.metrics.certificate(leaf.minted);
+        let tls_config = leaf.config;
         let ctx = Arc::new(Intercepted {
             destination: Destination {
                 connector: connector.reference.clone(),

@@ -224,6 +224,7 @@ impl Proxy {
         limits: Limits,
         ops: Ops,
     ) -> Arc<Self> {
+        let upstream = upstream.with_token_cache_counters(ops.metrics.token_cache());
         Arc::new(Self {
             catalog,
             authn,

@@ -90,8 +90,10 @@ impl Drop for Targets {
     fn drop(&mut self) {
         let targets = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
         for target in targets {
-            if fs_type_at(&target).is_some() {
-                let _ = std::process::Command::new("umount").arg(&target).status();
+            if fs_type_at(&target).is_some()
+                && let Ok(canonical) = std::fs::canonicalize(&target)
+            {
+                let _ = connectors_csi::mount::unmount(&canonical);
             }
         }
     }
@@ -313,12 +315,10 @@ fn config_json_token(target: &Path) -> (String, String) {
 
 fn fs_type_at(path: &Path) -> Option<String> {
     let canonical = std::fs::canonicalize(path).ok()?;
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    connectors_csi::mount::parse_mountinfo(&text)
-        .into_iter()
-        .rev()
-        .find(|e| e.mount_point == canonical)
-        .map(|e| e.fs_type)
+    connectors_csi::mount::mounted_at(&canonical)
+        .ok()
+        .flatten()
+        .map(|fs| fs.name())
 }
 
 /// Whether this process may mount a tmpfs (root with CAP_SYS_ADMIN): tried on a scratch folder.

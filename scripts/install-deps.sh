@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system packages the demo and the end-to-end tests use (registry, htpasswd, skopeo, buildah,
-# podman, curl, runc) (Debian/Ubuntu, as root or via sudo).
+# podman, curl, runc) (Debian/Ubuntu, as root or via sudo), and grpcio for python3 (PyPI).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -19,7 +19,21 @@ command -v runc >/dev/null || need+=(runc)
 # libfuzzer-sys (fuzz/) compiles libFuzzer, which is C++.
 command -v c++ >/dev/null || need+=(g++)
 
+# crates/csi/tests/grpc.rs calls the CSI driver with grpc-python, which sends the socket path as :authority from
+# grpcio 1.57 on (the case it tests); Debian's python3-grpcio is older, so grpcio comes from PyPI with pip.
+grpcio_ok() {
+  python3 -c 'import grpc, sys; sys.exit(tuple(map(int, grpc.__version__.split(".")[:2])) < (1, 57))' 2>/dev/null
+}
+install_grpcio() {
+  grpcio_ok && return 0
+  echo "install-deps: installing grpcio (PyPI) for python3" >&2
+  python3 -m pip install --quiet --disable-pip-version-check 'grpcio>=1.57' 2>/dev/null ||
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'grpcio>=1.57'
+}
+grpcio_ok || python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+
 if [ ${#need[@]} -eq 0 ]; then
+  install_grpcio
   exit 0
 fi
 
@@ -31,3 +45,4 @@ fi
 echo "install-deps: installing ${need[*]}" >&2
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+install_grpcio

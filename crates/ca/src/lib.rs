@@ -55,6 +55,14 @@ pub enum CaError {
     Generate(String),
 }
 
+/// A leaf certificate's TLS configuration, and whether it was minted for this call.
+#[derive(Clone)]
+pub struct Leaf {
+    pub config: Arc<ServerConfig>,
+    /// `false` when it came from the cache.
+    pub minted: bool,
+}
+
 /// The CA and the leaf-certificate cache.
 pub struct ProxyCa {
     cert_pem: String,
@@ -192,18 +200,28 @@ impl ProxyCa {
     /// A TLS server configuration presenting a leaf certificate for `host` (a DNS name or an IP
     /// address), from the cache or minted now. HTTP/1.1 only.
     pub fn server_config(&self, host: &str) -> Result<Arc<ServerConfig>, CaError> {
+        self.leaf(host).map(|leaf| leaf.config)
+    }
+
+    /// As [`ProxyCa::server_config`], saying whether the leaf was minted now (a cache miss), so that the
+    /// caller can count the cache's use: the CA keeps no counters of its own.
+    pub fn leaf(&self, host: &str) -> Result<Leaf, CaError> {
         let host = host
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_ascii_lowercase();
         if let Some(config) = self.leaves.get(&host) {
-            LEAF_HITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Ok(config);
+            return Ok(Leaf {
+                config,
+                minted: false,
+            });
         }
-        LEAF_MISSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let config = Arc::new(self.mint(&host)?);
         self.leaves.insert(host, config.clone());
-        Ok(config)
+        Ok(Leaf {
+            config,
+            minted: true,
+        })
     }
 
     fn mint(&self, host: &str) -> Result<ServerConfig, CaError> {
@@ -302,15 +320,6 @@ fn check_key_permissions(path: &Path) -> Result<(), CaError> {
         }
     }
     Ok(())
-}
-
-static LEAF_HITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-static LEAF_MISSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Leaf-certificate cache lookups in this process so far: `(hits, misses)`.
-pub fn cache_stats() -> (u64, u64) {
-    use std::sync::atomic::Ordering::Relaxed;
-    (LEAF_HITS.load(Relaxed), LEAF_MISSES.load(Relaxed))
 }
 
 #[cfg(test)]

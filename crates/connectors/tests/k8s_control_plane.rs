@@ -576,7 +576,7 @@ fn registry_digest(
 // --- 1. deploy/ ------------------------------------------------------------------------------------------------
 
 /// `kubectl apply -f deploy/crds/`, Established, then the whole of `deploy/` with server-side apply and strict
-/// field validation; `kubectl get connectors` prints the columns of SPEC §1.
+/// field validation; `kubectl get connectors` prints the CRD's printer columns.
 fn deploy_applies_with_strict_validation_and_server_side_apply(env: &Env) {
     let c = &env.cluster;
     c.kubectl_ok(&["apply", "-f", "deploy/crds/"]);
@@ -998,7 +998,7 @@ fn controller_status_service_and_garbage_collection(env: &Env) {
         || (env.condition(ns, "reg", "Ready")?.0 == "True").then_some(()),
     );
 
-    // A connector whose Secret is missing: SecretReady False with the SPEC reason.
+    // A connector whose Secret is missing: SecretReady False with the reason of connectors_controller::conditions.
     c.apply(&to_yaml(&[json!({
         "apiVersion": "connectors.alauda.io/v1alpha1", "kind": "Connector",
         "metadata": {"name": "nosecret", "namespace": ns},

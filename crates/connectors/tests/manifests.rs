@@ -923,7 +923,7 @@ fn crd_schemas_accept_the_examples_with_every_field() {
         checked >= 7,
         "only {checked} Connector/ConnectorClass documents"
     );
-    // Every field of SPEC §1, as users write them, is in some example.
+    // Every field of the Connector and ConnectorClass specs (connectors-model), as users write them, is in some example.
     for field in [
         ".spec.connectorClassName",
         ".spec.address",

@@ -1,4 +1,4 @@
-//! Knative-style conditions on a Connector's status (SPEC §1): the types, the reasons, and how a
+//! Knative-style conditions on a Connector's status: the types, the reasons, and how a
 //! freshly computed set is merged into the one already stored so that `lastTransitionTime` only
 //! moves when a condition's status changes.
 

@@ -1,4 +1,4 @@
-//! The Connector controller (SPEC §6): what the status of a Connector should say, what its proxy
+//! The Connector controller (docs/kubernetes.md, "Status in this version"): what the status of a Connector should say, what its proxy
 //! Service should look like, the registry probe shared with `connectors check`, and the loop that
 //! writes them through the API server.
 //!

@@ -1,4 +1,4 @@
-//! The proxy address a Connector gets (`status.proxy.httpAddress.url`, SPEC §2) and the Service
+//! The proxy address a Connector gets (`status.proxy.httpAddress.url`) and the Service
 //! `c-<name>` in its namespace that makes `c-<name>.<ns>.svc.cluster.local` reach the proxy.
 
 use connectors_model::ConnectorRef;

@@ -1,5 +1,5 @@
 //! One Connector's conditions, from what the API server holds (the Connector, its class, the
-//! Secrets it names) and what the registry answers (SPEC §6).
+//! Secrets it names) and what the registry answers.
 //!
 //! Resolution — class, Secret type and keys, address extensions, CAs — is the catalog's, the same
 //! code the proxy serves from, so the controller never calls a connector Ready that the proxy would
@@ -27,7 +27,7 @@ pub struct Observed<'a> {
     pub proxy_service: Result<(), String>,
 }
 
-/// Computes the six conditions of SPEC §1, in [`crate::conditions::CONDITION_TYPES`] order, without
+/// Computes the six conditions ([`crate::conditions`]), in [`crate::conditions::CONDITION_TYPES`] order, without
 /// transition times (see [`crate::conditions::merge`]). Probes the registry only when the class and
 /// Secret allow it.
 pub async fn evaluate(access: &UpstreamAccess, observed: Observed<'_>) -> Vec<Condition> {

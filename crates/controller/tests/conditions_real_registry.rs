@@ -1,6 +1,6 @@
 //! The controller's conditions for one Connector against a real `docker-registry` (htpasswd and
 //! token auth): class missing, Secret missing or of the wrong type, registry down, wrong password,
-//! and Ready — the cases of SPEC §1 / issue 5.
+//! and Ready — the cases of issue 5.
 
 use connectors_controller::conditions::{CONDITION_TYPES, reason};
 use connectors_controller::{Condition, ConditionStatus, Observed, evaluate};

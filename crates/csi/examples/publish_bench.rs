@@ -17,13 +17,13 @@
 //! Each publish names `configuration.names: registry-config,buildkitd`. Every call is timed on the client, from
 //! sending the request to receiving the response, so a publish includes the gRPC round trip over the socket,
 //! parsing the volume attributes, the catalog lookup, the authorizer, signing a fresh proxy token, rendering the
-//! templates and the atomic write (timestamped folder, `..data` swap, one symlink per file; plus `mount -t tmpfs`
-//! in the tmpfs series). The kubelet's part (creating the target's parent folder) is done before the timer
+//! templates and the atomic write (timestamped folder, `..data` swap, one symlink per file; plus the tmpfs `mount`
+//! syscall in the tmpfs series). The kubelet's part (creating the target's parent folder) is done before the timer
 //! starts. No tracing subscriber is installed, so the driver's log lines cost nothing here.
 //!
 //! Prints a Markdown table: median, p90, p99, max (nearest-rank percentiles), calls per second (calls / the
-//! series' summed call time) and the process CPU time per call (client and driver share the process; `mount` and
-//! `umount` children are counted separately).
+//! series' summed call time) and the process CPU time per call (client and driver share the process; the children column
+//! counted the `mount`/`umount` processes the driver spawned before it made the syscalls itself, and is 0 now).
 
 use std::collections::HashMap;
 use std::io;
@@ -214,8 +214,10 @@ impl Bench {
 impl Drop for Bench {
     fn drop(&mut self) {
         for target in std::mem::take(&mut self.live) {
-            if fs_type_at(&target).is_some_and(|t| t == "tmpfs") {
-                let _ = std::process::Command::new("umount").arg(&target).status();
+            if fs_type_at(&target).is_some_and(|t| t == "tmpfs")
+                && let Ok(canonical) = std::fs::canonicalize(&target)
+            {
+                let _ = connectors_csi::mount::unmount(&canonical);
             }
         }
     }
@@ -281,25 +283,15 @@ fn publish_request(target: &Path) -> NodePublishVolumeRequest {
 /// The file-system type of the mount whose mount point is `path` itself.
 fn fs_type_at(path: &Path) -> Option<String> {
     let canonical = std::fs::canonicalize(path).ok()?;
-    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    connectors_csi::mount::parse_mountinfo(&text)
-        .into_iter()
-        .rev()
-        .find(|e| e.mount_point == canonical)
-        .map(|e| e.fs_type)
+    connectors_csi::mount::mounted_at(&canonical)
+        .ok()
+        .flatten()
+        .map(|fs| fs.name())
 }
 
-/// The file-system type `path` lives on (the deepest mount point above it).
+/// The file-system type `path` lives on.
 fn fs_type_under(path: &Path) -> String {
-    let Ok(canonical) = std::fs::canonicalize(path) else {
-        return "?".to_owned();
-    };
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    connectors_csi::mount::parse_mountinfo(&text)
-        .into_iter()
-        .filter(|e| canonical.starts_with(&e.mount_point))
-        .max_by_key(|e| e.mount_point.components().count())
-        .map_or_else(|| "?".to_owned(), |e| e.fs_type)
+    connectors_csi::mount::file_system(path).map_or_else(|_| "?".to_owned(), |fs| fs.name())
 }
 
 /// CPU time of this process (all threads) and of its waited-for children, from `/proc/self/stat`, in clock

@@ -353,10 +353,10 @@ impl Driver {
         let canonical = tokio::fs::canonicalize(target)
             .await
             .map_err(|e| CsiError::io("resolve", target, e))?;
-        let current = mount::mounted_fs_type(&canonical)
-            .map_err(|e| CsiError::io("read", "/proc/self/mountinfo", e))?;
-        if let Some(fs_type) = current {
-            return Ok(fs_type == "tmpfs");
+        let current = mount::mounted_at(&canonical)
+            .map_err(|e| CsiError::io("inspect the mount at", &canonical, e))?;
+        if let Some(fs) = current {
+            return Ok(fs.is_tmpfs());
         }
         if !self.inner.config.mount_tmpfs {
             return Ok(false);
@@ -374,7 +374,7 @@ impl Driver {
             tracing::debug!(target = %canonical.display(), "not running as root: writing into a plain folder instead of a tmpfs");
             return Ok(false);
         }
-        match mount::mount_tmpfs(&canonical).await {
+        match mount::mount_tmpfs(&canonical) {
             Ok(()) => Ok(true),
             Err(reason) => {
                 tracing::warn!(target = %canonical.display(), %reason, "cannot mount a tmpfs; writing into a plain folder");
@@ -389,10 +389,10 @@ impl Driver {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(CsiError::io("resolve", target, e)),
         };
-        let mounted = mount::mounted_fs_type(&canonical)
-            .map_err(|e| CsiError::io("read", "/proc/self/mountinfo", e))?;
+        let mounted = mount::mounted_at(&canonical)
+            .map_err(|e| CsiError::io("inspect the mount at", &canonical, e))?;
         if mounted.is_some() {
-            mount::unmount(&canonical).await.map_err(|reason| {
+            mount::unmount(&canonical).map_err(|reason| {
                 CsiError::Internal(format!("cannot unmount {}: {reason}", canonical.display()))
             })?;
         }

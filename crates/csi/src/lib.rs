@@ -8,11 +8,13 @@
 //! atomically into the target path (on a small tmpfs when it can mount one). NodeUnpublishVolume removes it all.
 //!
 //! Only the Identity and the Node services are served ([`serve`]), on a unix socket: the driver is node-only.
+//! Clients that send the socket path as `:authority` (grpc-python, grpc-java) are served too ([`authority`]).
 //!
 //! [catalog]: connectors_catalog::Catalog
 #![forbid(unsafe_code)]
 
 pub mod attributes;
+pub mod authority;
 mod driver;
 mod error;
 pub mod jwt;
@@ -29,6 +31,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use tokio::net::UnixListener;
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::UnixListenerStream;
 
 pub use driver::{
@@ -99,10 +102,13 @@ pub async fn serve(
         node_id = %driver.config().node_id,
         "CSI driver listening"
     );
+    // Clients that send the socket path as :authority get `localhost` instead (authority.rs).
+    let incoming = UnixListenerStream::new(listener)
+        .map(|accepted| accepted.map(authority::AuthorityFix::new));
     let result = tonic::transport::Server::builder()
         .add_service(IdentityServer::new(driver.clone()))
         .add_service(NodeServer::new(driver))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     let _ = std::fs::remove_file(&path);
     tracing::info!(endpoint = %path.display(), "CSI driver stopped");

@@ -1,110 +1,104 @@
-//! The tmpfs under a volume's target path. The driver runs `mount`/`umount` (util-linux) rather than calling the
-//! syscalls itself, which would need `unsafe` or a libc binding; both are on every node image that runs a CSI
-//! driver.
+//! The tmpfs under a volume's target path, through the mount syscalls of `rustix` (safe bindings: the crate keeps
+//! `forbid(unsafe_code)` and spawns no `mount`/`umount`).
+//!
+//! Nothing here lists the mounts: whether a path is a mount point comes from `statx` (`STATX_ATTR_MOUNT_ROOT`,
+//! Linux 5.8; on older kernels, a device number that differs from the parent folder's), and what is mounted from
+//! `statfs`. So `/proc/self/mountinfo` is not read at all.
 
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
 
-use tokio::process::Command;
+use rustix::fs::{AtFlags, CWD, StatxAttributes, StatxFlags};
+use rustix::mount::{MountFlags, UnmountFlags};
 
 /// tmpfs options: small (the files are a few KiB) and world-readable, so any container user can read them.
-const TMPFS_OPTIONS: &str = "size=4m,mode=0755";
+const TMPFS_OPTIONS: &std::ffi::CStr = c"size=4m,mode=0755";
 
-/// Whether the process runs with effective uid 0, from `/proc/self/status`.
-pub(crate) fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
+/// `statfs`'s `f_type` of a tmpfs (statfs(2), `linux/magic.h`).
+const TMPFS_MAGIC: u64 = 0x0102_1994;
+
+/// A file system, as `statfs` tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileSystem {
+    /// `statfs`'s `f_type`.
+    pub magic: u64,
 }
 
-/// One line of `/proc/self/mountinfo`: the mount point and the file-system type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountEntry {
-    pub mount_point: PathBuf,
-    pub fs_type: String,
-}
+impl FileSystem {
+    pub fn is_tmpfs(self) -> bool {
+        self.magic == TMPFS_MAGIC
+    }
 
-/// Parses `/proc/self/mountinfo` text (see proc(5)); lines it cannot read are skipped.
-pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let mount_point = left.split(' ').nth(4)?;
-            let fs_type = right.split(' ').next()?;
-            Some(MountEntry {
-                mount_point: PathBuf::from(unescape_octal(mount_point)),
-                fs_type: fs_type.to_owned(),
-            })
-        })
-        .collect()
-}
-
-/// The kernel writes space, tab, newline and backslash in mount points as `\ooo`.
-fn unescape_octal(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
-        match octal {
-            Some(d) => {
-                let value = d.iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
-                out.push(u8::try_from(value).unwrap_or(b'?'));
-                i += 4;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
+    /// A name for the common ones (logs, benchmarks), else the magic number in hex.
+    pub fn name(self) -> String {
+        match self.magic {
+            TMPFS_MAGIC => "tmpfs".to_owned(),
+            0xef53 => "ext4".to_owned(),
+            0x5846_5342 => "xfs".to_owned(),
+            0x9123_683e => "btrfs".to_owned(),
+            0x794c_7630 => "overlay".to_owned(),
+            other => format!("{other:#x}"),
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The file-system type mounted at `path` (the top-most mount when several are stacked), or `None` when `path`
-/// is not a mount point. `path` should be canonical.
-pub fn mounted_fs_type(path: &Path) -> std::io::Result<Option<String>> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")?;
-    Ok(parse_mountinfo(&text)
-        .into_iter()
-        .rev()
-        .find(|e| e.mount_point == path)
-        .map(|e| e.fs_type))
+/// Whether the process runs with effective uid 0.
+pub(crate) fn running_as_root() -> bool {
+    rustix::process::geteuid().is_root()
 }
 
-/// Mounts a fresh tmpfs on `target`. The error is `mount`'s own message.
-pub(crate) async fn mount_tmpfs(target: &Path) -> Result<(), String> {
-    run(Command::new("mount")
-        .args(["-t", "tmpfs", "-o", TMPFS_OPTIONS, "tmpfs"])
-        .arg(target))
-    .await
+/// The file system `path` lives on.
+pub fn file_system(path: &Path) -> io::Result<FileSystem> {
+    let stat = rustix::fs::statfs(path)?;
+    // f_type is signed on some targets; the magic numbers are 32-bit patterns.
+    Ok(FileSystem {
+        magic: u64::from(stat.f_type as u32),
+    })
+}
+
+/// The file system mounted at `path` itself, or `None` when `path` is not a mount point (the top-most mount when
+/// several are stacked). `path` should be canonical.
+pub fn mounted_at(path: &Path) -> io::Result<Option<FileSystem>> {
+    if !is_mount_point(path)? {
+        return Ok(None);
+    }
+    file_system(path).map(Some)
+}
+
+fn is_mount_point(path: &Path) -> io::Result<bool> {
+    let flags = AtFlags::NO_AUTOMOUNT | AtFlags::SYMLINK_NOFOLLOW;
+    let stat = rustix::fs::statx(CWD, path, flags, StatxFlags::BASIC_STATS)?;
+    if stat
+        .stx_attributes_mask
+        .contains(StatxAttributes::MOUNT_ROOT)
+    {
+        return Ok(stat.stx_attributes.contains(StatxAttributes::MOUNT_ROOT));
+    }
+    // A kernel older than 5.8: a mount point is on another device than its parent (a bind mount of the same
+    // file system is missed, which the driver never makes).
+    let Some(parent) = path.parent() else {
+        return Ok(true);
+    };
+    let up = rustix::fs::statx(CWD, parent, flags, StatxFlags::BASIC_STATS)?;
+    Ok((stat.stx_dev_major, stat.stx_dev_minor) != (up.stx_dev_major, up.stx_dev_minor))
+}
+
+/// Mounts a fresh tmpfs on `target` (nosuid, nodev, noexec: it only holds configuration files).
+pub(crate) fn mount_tmpfs(target: &Path) -> io::Result<()> {
+    rustix::mount::mount(
+        "tmpfs",
+        target,
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        TMPFS_OPTIONS,
+    )?;
+    Ok(())
 }
 
 /// Unmounts `target`.
-pub(crate) async fn unmount(target: &Path) -> Result<(), String> {
-    run(Command::new("umount").arg(target)).await
-}
-
-async fn run(command: &mut Command) -> Result<(), String> {
-    let output = command
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|err| format!("cannot run {:?}: {err}", command.as_std().get_program()))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        Err(format!("{} ({})", stderr.trim(), output.status))
-    }
+pub fn unmount(target: &Path) -> io::Result<()> {
+    rustix::mount::unmount(target, UnmountFlags::empty())?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -112,27 +106,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_mountinfo() {
-        let text = "\
-22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
-36 22 0:40 / /var/lib/kubelet/pods/x/volumes/kubernetes.io~csi/my\\040vol/mount rw,relatime shared:20 - tmpfs tmpfs rw,size=4096k,mode=755
-garbage line
-";
-        let entries = parse_mountinfo(text);
-        assert_eq!(entries.len(), 2);
-        assert_eq!(entries[0].fs_type, "ext4");
-        assert_eq!(
-            entries[1].mount_point,
-            PathBuf::from("/var/lib/kubelet/pods/x/volumes/kubernetes.io~csi/my vol/mount")
-        );
-        assert_eq!(entries[1].fs_type, "tmpfs");
-        assert_eq!(unescape_octal("a\\134b\\011"), "a\\b\t");
-        assert_eq!(unescape_octal("trailing\\04"), "trailing\\04");
+    fn the_root_is_a_mount_point_and_a_folder_in_it_usually_not() {
+        // Every Linux process sees a root file system.
+        assert!(mounted_at(Path::new("/")).unwrap().is_some());
+        let dir = tempfile::tempdir().unwrap();
+        let inner = dir.path().join("plain");
+        std::fs::create_dir(&inner).unwrap();
+        assert_eq!(mounted_at(&inner).unwrap(), None);
+        assert!(mounted_at(&dir.path().join("missing")).is_err());
     }
 
     #[test]
-    fn the_root_mount_is_found() {
-        // Every Linux process sees a root file system.
-        assert!(mounted_fs_type(Path::new("/")).unwrap().is_some());
+    fn a_tmpfs_is_seen_mounted_and_gone_after_unmount() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = std::fs::canonicalize(dir.path()).unwrap();
+        if !running_as_root() || mount_tmpfs(&target).is_err() {
+            // Not allowed to mount here (no CAP_SYS_ADMIN): nothing to check.
+            return;
+        }
+        let mounted = mounted_at(&target).unwrap();
+        unmount(&target).unwrap();
+        assert!(mounted.is_some_and(FileSystem::is_tmpfs), "{mounted:?}");
+        assert_eq!(mounted_at(&target).unwrap(), None);
     }
 }

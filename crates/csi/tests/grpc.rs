@@ -90,8 +90,10 @@ impl Drop for Targets {
     fn drop(&mut self) {
         let targets = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
         for target in targets {
-            if fs_type_at(&target).is_some() {
-                let _ = std::process::Command::new("umount").arg(&target).status();
+            if fs_type_at(&target).is_some()
+                && let Ok(canonical) = std::fs::canonicalize(&target)
+            {
+                let _ = connectors_csi::mount::unmount(&canonical);
             }
         }
     }
@@ -313,12 +315,10 @@ fn config_json_token(target: &Path) -> (String, String) {
 
 fn fs_type_at(path: &Path) -> Option<String> {
     let canonical = std::fs::canonicalize(path).ok()?;
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    connectors_csi::mount::parse_mountinfo(&text)
-        .into_iter()
-        .rev()
-        .find(|e| e.mount_point == canonical)
-        .map(|e| e.fs_type)
+    connectors_csi::mount::mounted_at(&canonical)
+        .ok()
+        .flatten()
+        .map(|fs| fs.name())
 }
 
 /// Whether this process may mount a tmpfs (root with CAP_SYS_ADMIN): tried on a scratch folder.
@@ -816,5 +816,62 @@ async fn several_connectors_share_one_token() {
         "{proxy}"
     );
     h.unpublish(&target).await.unwrap();
+    h.stop().await;
+}
+
+/// A grpc-python client (grpc-core), as CSI tools and sanity suites written in Python are: over a unix socket it
+/// sends the percent-encoded socket path as `:authority`, which h2 alone refuses with RST_STREAM(PROTOCOL_ERROR)
+/// (TESTGROUND.md G21). No `grpc.default_authority` is set. The messages are built by hand (an empty request;
+/// the response's field 1 and 2 are strings), so that no generated Python code is needed.
+const PYTHON_CLIENT: &str = r#"
+import sys, grpc
+if tuple(map(int, grpc.__version__.split(".")[:2])) < (1, 57):
+    sys.exit("grpcio %s sends localhost as :authority; this test needs 1.57 or later (scripts/install-deps.sh)" % grpc.__version__)
+socket = sys.argv[1]
+with grpc.insecure_channel("unix:" + socket) as channel:
+    def call(method):
+        return channel.unary_unary(method)(b"", timeout=10)
+    def strings(message):
+        out, i = {}, 0
+        while i < len(message):
+            key = message[i]; i += 1
+            length = message[i]; i += 1
+            out[key >> 3] = message[i:i + length].decode(); i += length
+        return out
+    info = strings(call("/csi.v1.Identity/GetPluginInfo"))
+    node = strings(call("/csi.v1.Node/NodeGetInfo"))
+    print(info[1], node[1])
+"#;
+
+#[tokio::test]
+async fn a_grpc_python_client_that_sends_the_socket_path_as_authority_is_served() {
+    let h = Harness::start(false, Arc::new(AllowAll)).await;
+    let has_grpc = std::process::Command::new("python3")
+        .args(["-c", "import grpc"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        has_grpc,
+        "python3 with grpcio 1.57 or later is needed (scripts/install-deps.sh installs it from PyPI)"
+    );
+    let socket = h.socket.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-c", PYTHON_CLIENT])
+            .arg(&socket)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("run python3");
+    assert!(
+        out.status.success(),
+        "grpc-python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "connectors-csi node-1"
+    );
     h.stop().await;
 }

@@ -1,7 +1,7 @@
 //! Kubernetes API server backends for the proxy and the CSI driver.
 //!
 //! [`KubeReview`] authenticates proxy tokens with a TokenReview and authorizes them with SubjectAccessReviews
-//! (SPEC §3). [`KubeCatalog`] follows Connectors, ConnectorClasses and the Secrets they reference;
+//! (docs/security.md, "In Kubernetes"). [`KubeCatalog`] follows Connectors, ConnectorClasses and the Secrets they reference;
 //! [`load_or_create_proxy_ca`] / [`read_proxy_ca_cert`] share the proxy CA through a Secret. The [`csi`] module
 //! gives the CSI driver the same authorization for the Pod's ServiceAccount ([`SarAuthorize`]), the
 //! kubelet-token-only token source ([`KubeletTokenOnly`]) and the feature flags read at publish time

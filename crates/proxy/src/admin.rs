@@ -58,7 +58,7 @@ impl AdminState {
                 let mut r = text(StatusCode::OK, self.metrics.render());
                 r.headers_mut().insert(
                     header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
                 );
                 r
             }

@@ -113,9 +113,11 @@ pub(crate) async fn connect(
                 "this proxy has no CA, so it cannot intercept TLS for connectors".to_owned(),
             )
         })?;
-        let tls_config = ca.server_config(&host).map_err(|e| {
+        let leaf = ca.leaf(&host).map_err(|e| {
             ProxyError::internal(format!("cannot make a TLS certificate for {host}"), e)
         })?;
+        proxy.ops.metrics.certificate(leaf.minted);
+        let tls_config = leaf.config;
         let ctx = Arc::new(Intercepted {
             destination: Destination {
                 connector: connector.reference.clone(),
@@ -328,26 +330,23 @@ async fn intercept(
     let conn = limits
         .http1_builder(INNER_HEADER_TIMEOUT)
         .serve_connection(TokioIo::new(tls), service);
-    tokio::pin!(conn);
     let Some(lease) = lease else {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "intercepted connection ended with an error");
         }
         return;
     };
+    // Watched, the connection finishes its request in progress and closes when shutdown starts (and the
+    // shutdown waits for that); the idle limit applies all along.
+    let conn = match lease.take_watcher() {
+        Some(watcher) => futures_util::future::Either::Left(watcher.watch(conn)),
+        None => futures_util::future::Either::Right(conn),
+    };
     let result = tokio::select! {
-        result = conn.as_mut() => result,
+        result = conn => result,
         () = lease.stalled() => {
             tracing::info!(host = %ctx_host, idle_s = lease.idle().as_secs(), "closing an intercepted connection that moved no byte for the idle timeout");
             return;
-        }
-        () = lease.stopping() => {
-            // Finish the request in progress, then close instead of keeping alive.
-            conn.as_mut().graceful_shutdown();
-            tokio::select! {
-                result = conn.as_mut() => result,
-                () = lease.stalled() => return,
-            }
         }
     };
     if let Err(e) = result {

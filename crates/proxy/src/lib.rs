@@ -37,6 +37,7 @@ use http::{Method, Request, Response, header};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 
 use crate::body::{ProxyBody, full};
@@ -48,62 +49,21 @@ use crate::route::{Route, route};
 /// How long in-flight requests may take to finish after a shutdown signal, by default.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// Counts open client connections, so that shutdown can wait for them.
-#[derive(Default)]
-struct ActiveConnections {
-    count: std::sync::atomic::AtomicUsize,
-    idle: tokio::sync::Notify,
-}
-
-impl ActiveConnections {
-    fn enter(self: &Arc<Self>) -> ConnectionGuard {
-        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        ConnectionGuard(self.clone())
-    }
-
-    fn count(&self) -> usize {
-        self.count.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    async fn idle(&self) {
-        loop {
-            let notified = self.idle.notified();
-            if self.count() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-struct ConnectionGuard(Arc<ActiveConnections>);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        if self
-            .0
-            .count
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
-            == 1
-        {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
-
 /// What one client connection holds until its last use ends: its HTTP requests and, after a CONNECT, the
 /// tunnel or intercepted TLS connection it became. That is the connection slot (`--max-connections`),
-/// the shutdown guard (`--shutdown-grace` waits for it), the open-connections gauge, and the activity
-/// that the idle limit (`--idle-timeout`) watches. Cloned into each request's extensions.
+/// its place among the connections shutdown waits for (`--shutdown-grace`: a `hyper_util` graceful
+/// [`Watcher`]), the open-connections gauge, and the activity that the idle limit (`--idle-timeout`)
+/// watches. Cloned into each request's extensions.
 #[derive(Clone)]
 pub(crate) struct ConnectionLease(Arc<LeaseInner>);
 
 struct LeaseInner {
     _slot: limits::ConnectionSlot,
-    _active: ConnectionGuard,
     _open: metrics::GaugeGuard,
+    /// Held, it keeps the shutdown waiting for this connection; an intercepted connection takes it to
+    /// watch its inner HTTP connection (told to finish its request and close when shutdown starts).
+    watcher: std::sync::Mutex<Option<Watcher>>,
     activity: Arc<limits::Activity>,
-    stop: tokio::sync::watch::Receiver<bool>,
     idle: Duration,
 }
 
@@ -119,10 +79,14 @@ impl ConnectionLease {
         self.0.activity.handling()
     }
 
-    /// Completes when the proxy is shutting down.
-    pub(crate) async fn stopping(&self) {
-        let mut stop = self.0.stop.clone();
-        let _ = stop.wait_for(|stopping| *stopping).await;
+    /// The shutdown watcher of this connection, for the one connection it becomes (an intercepted TLS
+    /// connection); `None` once taken.
+    pub(crate) fn take_watcher(&self) -> Option<Watcher> {
+        self.0
+            .watcher
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     pub(crate) fn idle(&self) -> Duration {
@@ -224,6 +188,7 @@ impl Proxy {
         limits: Limits,
         ops: Ops,
     ) -> Arc<Self> {
+        let upstream = upstream.with_token_cache_counters(ops.metrics.token_cache());
         Arc::new(Self {
             catalog,
             authn,
@@ -254,6 +219,13 @@ impl Proxy {
     /// the request it is serving (an upload of any size included) and close, for at most `grace`.
     /// Tunnels and intercepted connections are waited for too: an intercepted connection finishes its
     /// request in progress and closes; a tunnel goes on until it ends or the grace is over.
+    ///
+    /// The waiting is `hyper_util`'s [`GracefulShutdown`]: every connection's lease holds one of its
+    /// watchers, and the inner HTTP connection of an intercepted CONNECT is watched with it. The client
+    /// connection itself (HTTP/1.1 with upgrades, for CONNECT) is told through a watch channel instead:
+    /// hyper-util can watch an upgradeable connection only through its `auto` server, which sniffs for
+    /// HTTP/2 prior knowledge (even when told HTTP/1 only) and reads that preface without the header-read
+    /// timeout.
     pub async fn serve_with_grace(
         self: Arc<Self>,
         listener: TcpListener,
@@ -261,8 +233,8 @@ impl Proxy {
         grace: Duration,
     ) -> std::io::Result<()> {
         tokio::pin!(shutdown);
+        let graceful = GracefulShutdown::new();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let active = Arc::new(ActiveConnections::default());
         loop {
             let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -284,17 +256,19 @@ impl Proxy {
             };
             let lease = ConnectionLease(Arc::new(LeaseInner {
                 _slot: slot,
-                _active: active.enter(),
                 _open: self.ops.metrics.connection(),
+                watcher: std::sync::Mutex::new(Some(graceful.watcher())),
                 activity: limits::Activity::new(),
-                stop: stop_rx.clone(),
                 idle: self.limits.idle_timeout,
             }));
-            tokio::spawn(self.clone().serve_connection(stream, peer, lease));
+            tokio::spawn(
+                self.clone()
+                    .serve_connection(stream, peer, lease, stop_rx.clone()),
+            );
         }
         drop(listener);
         let _ = stop_tx.send(true);
-        let in_flight = active.count();
+        let in_flight = graceful.count();
         if in_flight > 0 {
             tracing::info!(
                 connections = in_flight,
@@ -302,11 +276,11 @@ impl Proxy {
                 "stopped accepting; waiting for requests in flight"
             );
         }
-        if tokio::time::timeout(grace, active.idle()).await.is_err() {
-            tracing::warn!(
-                connections = active.count(),
-                "grace period over; closing the remaining connections"
-            );
+        if tokio::time::timeout(grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("grace period over; closing the remaining connections");
         }
         Ok(())
     }
@@ -318,9 +292,9 @@ impl Proxy {
         stream: tokio::net::TcpStream,
         peer: std::net::SocketAddr,
         lease: ConnectionLease,
+        mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
         let activity = lease.0.activity.clone();
-        let mut stop = lease.0.stop.clone();
         let idle = self.limits.idle_timeout;
         let builder = self.limits.http1_builder(self.limits.header_read_timeout);
         let proxy = self.clone();

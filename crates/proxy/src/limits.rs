@@ -282,21 +282,19 @@ impl Activity {
     /// Completes when the connection has moved no byte for `idle` while no handler was running: a
     /// response the client stopped reading. Between requests, hyper's header-read timeout applies; while a
     /// handler runs, the request body's own idle limit ([`IdleBody`]) and the upstream timeouts do.
+    ///
+    /// One timer, re-armed for the rest of the idle limit after the last byte moved (not a tick).
     pub(crate) async fn stalled(&self, idle: Duration) {
-        let tick = (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
         loop {
-            tokio::time::sleep(tick).await;
             if self.handling.load(Ordering::SeqCst) > 0 {
                 self.touch();
-                continue;
             }
-            let quiet = self
-                .start
-                .elapsed()
-                .saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)));
+            let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let quiet = self.start.elapsed().saturating_sub(last);
             if quiet >= idle {
                 return;
             }
+            tokio::time::sleep(idle - quiet).await;
         }
     }
 }

@@ -1,16 +1,25 @@
-//! Counters, gauges and a histogram for the admin listener's `/metrics`, in the Prometheus text
-//! exposition format (version 0.0.4).
+//! Counters, gauges and a histogram for the admin listener's `/metrics`, kept and rendered by
+//! `prometheus-client` in the Prometheus text exposition format (version 0.0.4).
 //!
-//! The hot path only touches atomics: a request's series is found under two read locks (connector,
-//! then mode/operation/status) and created once, the first time that combination is seen. Labels are
+//! Every metric belongs to one [`Metrics`] (one per proxy process, shared by its worker threads); nothing
+//! is process-wide. The caches of other crates count into counters this registry owns: the token cache
+//! through [`Metrics::token_cache`], the certificate cache through [`Metrics::certificate`]. Labels are
 //! bounded: the connector label is empty unless the catalog knows the connector, operations are a
 //! fixed set and statuses are HTTP codes.
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
+
+use connectors_registry::token::CacheCounters;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The `Content-Type` of `/metrics`.
+pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// Upper bounds (seconds) of the upstream latency histogram's buckets.
 pub const LATENCY_BUCKETS: [f64; 12] = [
@@ -51,55 +60,78 @@ pub fn operation(method: &str, endpoint: &str) -> &'static str {
     }
 }
 
-#[derive(Default)]
-struct ConnectorSeries {
-    requests: RwLock<HashMap<(&'static str, &'static str, u16), AtomicU64>>,
-    bytes_in: AtomicU64,
-    bytes_out: AtomicU64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    connector: String,
+    mode: &'static str,
+    operation: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BytesLabels {
+    connector: String,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 /// Everything `/metrics` reports, shared by all worker threads.
 pub struct Metrics {
-    connectors: RwLock<HashMap<String, Arc<ConnectorSeries>>>,
-    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
-    latency_count: AtomicU64,
-    latency_sum_us: AtomicU64,
-    auth_failures: [AtomicU64; AUTH_REASONS.len()],
-    open_connections: AtomicI64,
-    in_flight: AtomicI64,
-    open_tunnels: AtomicI64,
-    tunnel_bytes_up: AtomicU64,
-    tunnel_bytes_down: AtomicU64,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    bytes: Family<BytesLabels, Counter>,
+    tunnel_bytes: Family<DirectionLabels, Counter>,
+    upstream_duration: Histogram,
+    auth_failures: Family<ReasonLabels, Counter>,
+    token_cache: CacheCounters,
+    certificate_cache: CacheCounters,
+    open_connections: Gauge,
+    in_flight: Gauge,
+    open_tunnels: Gauge,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self {
-            connectors: RwLock::default(),
-            latency_buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            latency_count: AtomicU64::new(0),
-            latency_sum_us: AtomicU64::new(0),
-            auth_failures: std::array::from_fn(|_| AtomicU64::new(0)),
-            open_connections: AtomicI64::new(0),
-            in_flight: AtomicI64::new(0),
-            open_tunnels: AtomicI64::new(0),
-            tunnel_bytes_up: AtomicU64::new(0),
-            tunnel_bytes_down: AtomicU64::new(0),
+        let m = Metrics {
+            registry: Registry::default(),
+            requests: Family::default(),
+            bytes: Family::default(),
+            tunnel_bytes: Family::default(),
+            upstream_duration: Histogram::new(LATENCY_BUCKETS),
+            auth_failures: Family::default(),
+            token_cache: CacheCounters::default(),
+            certificate_cache: CacheCounters::default(),
+            open_connections: Gauge::default(),
+            in_flight: Gauge::default(),
+            open_tunnels: Gauge::default(),
+        };
+        // The series of fixed label sets exist from the start, at 0.
+        for reason in AUTH_REASONS {
+            let _ = m.auth_failures.get_or_create(&ReasonLabels { reason });
         }
+        for direction in ["up", "down"] {
+            let _ = m.tunnel_bytes.get_or_create(&DirectionLabels { direction });
+        }
+        m.register()
     }
 }
 
 /// Decrements a gauge when dropped.
-pub struct GaugeGuard {
-    metrics: Arc<Metrics>,
-    gauge: Gauge,
-}
+pub struct GaugeGuard(Gauge);
 
-#[derive(Clone, Copy)]
-enum Gauge {
-    Connections,
-    InFlight,
-    Tunnels,
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Metrics {
@@ -107,57 +139,101 @@ impl Metrics {
         Arc::default()
     }
 
-    fn gauge(&self, g: Gauge) -> &AtomicI64 {
-        match g {
-            Gauge::Connections => &self.open_connections,
-            Gauge::InFlight => &self.in_flight,
-            Gauge::Tunnels => &self.open_tunnels,
-        }
+    /// Registers every metric under its name (counters get their `_total` when encoded) and help text
+    /// (which gets a final period).
+    fn register(mut self) -> Self {
+        let r = &mut self.registry;
+        r.register(
+            "connectors_requests",
+            "Requests answered, by connector, mode, operation and HTTP status",
+            self.requests.clone(),
+        );
+        r.register(
+            "connectors_bytes",
+            "Body bytes of requests (in, from clients) and responses (out, to clients), by connector",
+            self.bytes.clone(),
+        );
+        r.register(
+            "connectors_tunnel_bytes",
+            "Bytes carried by tunnels to destinations that are not connectors",
+            self.tunnel_bytes.clone(),
+        );
+        r.register(
+            "connectors_upstream_duration_seconds",
+            "Time from sending a request to the registry to its response headers (token fetches and one \
+             retry included)",
+            self.upstream_duration.clone(),
+        );
+        r.register(
+            "connectors_auth_failures",
+            "Callers turned away, by reason",
+            self.auth_failures.clone(),
+        );
+        r.register(
+            "connectors_token_cache_hits",
+            "Registry tokens served from the cache",
+            self.token_cache.hits.clone(),
+        );
+        r.register(
+            "connectors_token_cache_misses",
+            "Registry tokens not in the cache (fetched, or waited for while another request fetched them)",
+            self.token_cache.misses.clone(),
+        );
+        r.register(
+            "connectors_certificate_cache_hits",
+            "Forward mode: intercepted connections served with a cached leaf certificate",
+            self.certificate_cache.hits.clone(),
+        );
+        r.register(
+            "connectors_certificate_cache_misses",
+            "Forward mode: leaf certificates minted",
+            self.certificate_cache.misses.clone(),
+        );
+        r.register(
+            "connectors_open_connections",
+            "Client connections open now",
+            self.open_connections.clone(),
+        );
+        r.register(
+            "connectors_requests_in_flight",
+            "Requests being served now (until their response body ends)",
+            self.in_flight.clone(),
+        );
+        r.register(
+            "connectors_open_tunnels",
+            "Forward mode: tunnels and intercepted connections open now",
+            self.open_tunnels.clone(),
+        );
+        self
     }
 
-    fn enter(self: &Arc<Self>, gauge: Gauge) -> GaugeGuard {
-        self.gauge(gauge).fetch_add(1, Relaxed);
-        GaugeGuard {
-            metrics: self.clone(),
-            gauge,
-        }
+    fn enter(gauge: &Gauge) -> GaugeGuard {
+        gauge.inc();
+        GaugeGuard(gauge.clone())
     }
 
     /// A client connection is open until the guard drops.
-    pub fn connection(self: &Arc<Self>) -> GaugeGuard {
-        self.enter(Gauge::Connections)
+    pub fn connection(&self) -> GaugeGuard {
+        Self::enter(&self.open_connections)
     }
 
     /// A request is in flight (its response body included) until the guard drops.
-    pub fn request(self: &Arc<Self>) -> GaugeGuard {
-        self.enter(Gauge::InFlight)
+    pub fn request(&self) -> GaugeGuard {
+        Self::enter(&self.in_flight)
     }
 
     /// A tunnel or an intercepted connection is open until the guard drops.
-    pub fn tunnel(self: &Arc<Self>) -> GaugeGuard {
-        self.enter(Gauge::Tunnels)
+    pub fn tunnel(&self) -> GaugeGuard {
+        Self::enter(&self.open_tunnels)
     }
 
     /// Open client connections, requests in flight, open tunnels and intercepted connections.
     pub fn open(&self) -> (i64, i64, i64) {
         (
-            self.open_connections.load(Relaxed),
-            self.in_flight.load(Relaxed),
-            self.open_tunnels.load(Relaxed),
+            self.open_connections.get(),
+            self.in_flight.get(),
+            self.open_tunnels.get(),
         )
-    }
-
-    fn series(&self, connector: &str) -> Arc<ConnectorSeries> {
-        if let Some(s) = self
-            .connectors
-            .read()
-            .ok()
-            .and_then(|m| m.get(connector).cloned())
-        {
-            return s;
-        }
-        let mut map = self.connectors.write().unwrap_or_else(|e| e.into_inner());
-        map.entry(connector.to_owned()).or_default().clone()
     }
 
     /// One finished request. `connector` is empty when the catalog does not know it.
@@ -170,207 +246,69 @@ impl Metrics {
         bytes_in: u64,
         bytes_out: u64,
     ) {
-        let series = self.series(connector);
-        series.bytes_in.fetch_add(bytes_in, Relaxed);
-        series.bytes_out.fetch_add(bytes_out, Relaxed);
-        let key = (mode, operation, status);
-        if let Ok(map) = series.requests.read()
-            && let Some(c) = map.get(&key)
-        {
-            c.fetch_add(1, Relaxed);
-            return;
+        self.requests
+            .get_or_create(&RequestLabels {
+                connector: connector.to_owned(),
+                mode,
+                operation,
+                status,
+            })
+            .inc();
+        for (direction, n) in [("in", bytes_in), ("out", bytes_out)] {
+            self.bytes
+                .get_or_create(&BytesLabels {
+                    connector: connector.to_owned(),
+                    direction,
+                })
+                .inc_by(n);
         }
-        let mut map = series.requests.write().unwrap_or_else(|e| e.into_inner());
-        map.entry(key).or_default().fetch_add(1, Relaxed);
     }
 
     /// Time from sending a request upstream to its response headers.
     pub fn upstream_latency(&self, elapsed: Duration) {
-        let secs = elapsed.as_secs_f64();
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
-            if secs <= *bound {
-                bucket.fetch_add(1, Relaxed);
-            }
-        }
-        self.latency_count.fetch_add(1, Relaxed);
-        self.latency_sum_us
-            .fetch_add(elapsed.as_micros() as u64, Relaxed);
+        self.upstream_duration.observe(elapsed.as_secs_f64());
     }
 
-    /// A caller refused for `reason` (one of [`AUTH_REASONS`]).
+    /// A caller refused for `reason` (one of [`AUTH_REASONS`]; others are not counted).
     pub fn auth_failure(&self, reason: &str) {
-        if let Some(i) = AUTH_REASONS.iter().position(|r| *r == reason) {
-            self.auth_failures[i].fetch_add(1, Relaxed);
+        if let Some(reason) = AUTH_REASONS.iter().find(|r| **r == reason) {
+            self.auth_failures
+                .get_or_create(&ReasonLabels { reason })
+                .inc();
         }
     }
 
     /// Bytes a closed tunnel carried.
     pub fn tunnel_bytes(&self, up: u64, down: u64) {
-        self.tunnel_bytes_up.fetch_add(up, Relaxed);
-        self.tunnel_bytes_down.fetch_add(down, Relaxed);
+        for (direction, n) in [("up", up), ("down", down)] {
+            self.tunnel_bytes
+                .get_or_create(&DirectionLabels { direction })
+                .inc_by(n);
+        }
+    }
+
+    /// The counters the registry token caches count into (see
+    /// [`connectors_registry::UpstreamAccess::with_token_cache_counters`]).
+    pub fn token_cache(&self) -> CacheCounters {
+        self.token_cache.clone()
+    }
+
+    /// One leaf certificate taken from the CA for an intercepted connection: minted now, or cached.
+    pub fn certificate(&self, minted: bool) {
+        if minted {
+            self.certificate_cache.misses.inc();
+        } else {
+            self.certificate_cache.hits.inc();
+        }
     }
 
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let mut connectors: Vec<(String, Arc<ConnectorSeries>)> = self
-            .connectors
-            .read()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default();
-        connectors.sort_by(|a, b| a.0.cmp(&b.0));
-
-        out.push_str("# HELP connectors_requests_total Requests answered, by connector, mode, operation and HTTP status.\n");
-        out.push_str("# TYPE connectors_requests_total counter\n");
-        for (name, s) in &connectors {
-            let mut rows: Vec<_> = s
-                .requests
-                .read()
-                .map(|m| m.iter().map(|(k, v)| (*k, v.load(Relaxed))).collect())
-                .unwrap_or_default();
-            rows.sort();
-            for ((mode, op, status), n) in rows {
-                let _ = writeln!(
-                    out,
-                    "connectors_requests_total{{connector=\"{}\",mode=\"{mode}\",operation=\"{op}\",status=\"{status}\"}} {n}",
-                    escape(name)
-                );
-            }
-        }
-        out.push_str("# HELP connectors_bytes_total Body bytes of requests (in, from clients) and responses (out, to clients), by connector.\n");
-        out.push_str("# TYPE connectors_bytes_total counter\n");
-        for (name, s) in &connectors {
-            let name = escape(name);
-            let _ = writeln!(
-                out,
-                "connectors_bytes_total{{connector=\"{name}\",direction=\"in\"}} {}",
-                s.bytes_in.load(Relaxed)
-            );
-            let _ = writeln!(
-                out,
-                "connectors_bytes_total{{connector=\"{name}\",direction=\"out\"}} {}",
-                s.bytes_out.load(Relaxed)
-            );
-        }
-        out.push_str("# HELP connectors_tunnel_bytes_total Bytes carried by tunnels to destinations that are not connectors.\n");
-        out.push_str("# TYPE connectors_tunnel_bytes_total counter\n");
-        let _ = writeln!(
-            out,
-            "connectors_tunnel_bytes_total{{direction=\"up\"}} {}",
-            self.tunnel_bytes_up.load(Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "connectors_tunnel_bytes_total{{direction=\"down\"}} {}",
-            self.tunnel_bytes_down.load(Relaxed)
-        );
-
-        out.push_str("# HELP connectors_upstream_duration_seconds Time from sending a request to the registry to its response headers (token fetches and one retry included).\n");
-        out.push_str("# TYPE connectors_upstream_duration_seconds histogram\n");
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
-            let _ = writeln!(
-                out,
-                "connectors_upstream_duration_seconds_bucket{{le=\"{bound}\"}} {}",
-                bucket.load(Relaxed)
-            );
-        }
-        let count = self.latency_count.load(Relaxed);
-        let _ = writeln!(
-            out,
-            "connectors_upstream_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            out,
-            "connectors_upstream_duration_seconds_sum {}",
-            self.latency_sum_us.load(Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "connectors_upstream_duration_seconds_count {count}");
-
-        out.push_str("# HELP connectors_auth_failures_total Callers turned away, by reason.\n");
-        out.push_str("# TYPE connectors_auth_failures_total counter\n");
-        for (reason, n) in AUTH_REASONS.iter().zip(&self.auth_failures) {
-            let _ = writeln!(
-                out,
-                "connectors_auth_failures_total{{reason=\"{reason}\"}} {}",
-                n.load(Relaxed)
-            );
-        }
-
-        let (hits, misses) = connectors_registry::token::cache_stats();
-        counter(
-            &mut out,
-            "connectors_token_cache_hits_total",
-            "Registry tokens served from the cache.",
-            hits,
-        );
-        counter(
-            &mut out,
-            "connectors_token_cache_misses_total",
-            "Registry tokens not in the cache (fetched, or waited for while another request fetched them).",
-            misses,
-        );
-        let (hits, misses) = crate::ca::cache_stats();
-        counter(
-            &mut out,
-            "connectors_certificate_cache_hits_total",
-            "Forward mode: intercepted connections served with a cached leaf certificate.",
-            hits,
-        );
-        counter(
-            &mut out,
-            "connectors_certificate_cache_misses_total",
-            "Forward mode: leaf certificates minted.",
-            misses,
-        );
-
-        gauge(
-            &mut out,
-            "connectors_open_connections",
-            "Client connections open now.",
-            self.open_connections.load(Relaxed),
-        );
-        gauge(
-            &mut out,
-            "connectors_requests_in_flight",
-            "Requests being served now (until their response body ends).",
-            self.in_flight.load(Relaxed),
-        );
-        gauge(
-            &mut out,
-            "connectors_open_tunnels",
-            "Forward mode: tunnels and intercepted connections open now.",
-            self.open_tunnels.load(Relaxed),
-        );
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
         out
     }
-}
-
-impl Drop for GaugeGuard {
-    fn drop(&mut self) {
-        self.metrics.gauge(self.gauge).fetch_sub(1, Relaxed);
-    }
-}
-
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-    );
-}
-
-fn gauge(out: &mut String, name: &str, help: &str, value: i64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-    );
-}
-
-/// A label value as the exposition format wants it.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -409,6 +347,11 @@ mod tests {
         assert!(text.contains("connectors_upstream_duration_seconds_bucket{le=\"0.05\"} 1\n"));
         assert!(text.contains("connectors_auth_failures_total{reason=\"expired\"} 1\n"));
         assert!(text.contains("connectors_open_connections 1\n"));
+        assert!(text.contains("# TYPE connectors_requests_total counter\n"));
+        assert!(text.contains("# TYPE connectors_upstream_duration_seconds histogram\n"));
+        assert!(text.contains("# TYPE connectors_open_connections gauge\n"));
+        assert!(text.contains("connectors_tunnel_bytes_total{direction=\"up\"} 0\n"));
+        assert!(text.contains("connectors_certificate_cache_misses_total 0\n"));
         drop(g);
         assert!(m.render().contains("connectors_open_connections 0\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
@@ -419,6 +362,11 @@ mod tests {
 
     #[test]
     fn label_values_are_escaped() {
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let m = Metrics::new();
+        m.request_done("a\"b\\c\nd", "reverse", "pull", 200, 0, 0);
+        assert!(
+            m.render()
+                .contains("connectors_requests_total{connector=\"a\\\"b\\\\c\\nd\",")
+        );
     }
 }

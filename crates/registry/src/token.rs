@@ -11,6 +11,7 @@ use connectors_model::{RegistryCredentials, SecretString};
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use moka::Expiry;
+use prometheus_client::metrics::counter::Counter;
 
 use crate::challenge::BearerChallenge;
 use crate::client::{UpstreamBody, UpstreamClient};
@@ -34,6 +35,15 @@ pub struct Token {
 #[derive(Clone)]
 pub struct TokenCache {
     cache: moka::future::Cache<String, Token>,
+    counters: CacheCounters,
+}
+
+/// How often a cache had what was asked (`hits`) and did not (`misses`). The counters are shared by
+/// clones: whoever reports them (the proxy's `/metrics`) hands the same pair to every cache it counts.
+#[derive(Clone, Debug, Default)]
+pub struct CacheCounters {
+    pub hits: Counter,
+    pub misses: Counter,
 }
 
 struct UntilUseBy;
@@ -62,7 +72,18 @@ impl TokenCache {
                 .max_capacity(capacity)
                 .expire_after(UntilUseBy)
                 .build(),
+            counters: CacheCounters::default(),
         }
+    }
+
+    /// Counts this cache's lookups in `counters` from now on.
+    pub fn count_in(&mut self, counters: CacheCounters) {
+        self.counters = counters;
+    }
+
+    /// This cache's lookups so far.
+    pub fn counters(&self) -> &CacheCounters {
+        &self.counters
     }
 
     pub fn key(
@@ -102,25 +123,16 @@ impl TokenCache {
     {
         match self.cache.get(&key).await {
             Some(t) if t.use_until > Instant::now() => {
-                CACHE_HITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.counters.hits.inc();
                 return Ok(t);
             }
             // Past its use-by time but not yet evicted: drop it, or `try_get_with` would return it.
             Some(_) => self.cache.invalidate(&key).await,
             None => {}
         }
-        CACHE_MISSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.counters.misses.inc();
         self.cache.try_get_with(key, fetch).await
     }
-}
-
-static CACHE_HITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-static CACHE_MISSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Token-cache lookups in this process so far: `(hits, misses)` (for the proxy's metrics).
-pub fn cache_stats() -> (u64, u64) {
-    use std::sync::atomic::Ordering::Relaxed;
-    (CACHE_HITS.load(Relaxed), CACHE_MISSES.load(Relaxed))
 }
 
 #[derive(serde::Deserialize)]

@@ -122,6 +122,12 @@ impl UpstreamAccess {
         self
     }
 
+    /// Counts the token cache's hits and misses in `counters` (shared with the proxy's `/metrics`).
+    pub fn with_token_cache_counters(mut self, counters: crate::token::CacheCounters) -> Self {
+        self.tokens.count_in(counters);
+        self
+    }
+
     /// The `--resolve` overrides, for tunnels that dial a host themselves.
     pub fn overrides(&self) -> &ResolveOverrides {
         &self.overrides

@@ -1,4 +1,4 @@
-//! The built-in files every mount gets (SPEC §5), unless a class file of the same name replaces
+//! The built-in files every mount gets (docs/rendered-files.md, "The files"), unless a class file of the same name replaces
 //! them or the user excludes them.
 //!
 //! Decisions: single-value files (`http.proxy`, `https.proxy`, `context.token`,

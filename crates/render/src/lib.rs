@@ -1,4 +1,4 @@
-//! Renders the client configuration files of mounted connectors (SPEC §5): the configurations of
+//! Renders the client configuration files of mounted connectors (docs/rendered-files.md): the configurations of
 //! the connectors' classes, written as Go `text/template` templates with sprig functions, merged
 //! with the built-in files (`http.proxy`, `.env`, `ca.crt`, …).
 //!

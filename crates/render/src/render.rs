@@ -1,4 +1,4 @@
-//! Selection, merging and template context of the rendered files (SPEC §5).
+//! Selection, merging and template context of the rendered files (docs/rendered-files.md).
 
 use std::collections::BTreeMap;
 

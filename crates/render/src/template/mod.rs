@@ -25,10 +25,12 @@
 mod exec;
 mod fmt;
 mod funcs;
+mod gotime;
 mod gourl;
 mod json;
 mod lex;
 mod parse;
+mod semver;
 mod sprig;
 mod value;
 

@@ -3,16 +3,19 @@
 //! library functions it calls, checked against Go by `tests/template_judge.rs`.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
-use super::fmt::sprint;
+use super::fmt::{go_quote, sprint};
 use super::funcs::{
     Func, NIL_DEREF, Param, deep_equal, empty, kind_name, list_items, s, strslice, strval,
     to_float64, to_int64,
 };
+use super::gotime::{GoTime, Loc, load_location, parse_local};
 use super::json::{to_json, to_pretty_json, to_raw_json};
+use super::semver::{Version as SemVersion, semver_compare};
 use super::value::{MAX_STRING, Value, charge};
 
-use Param::{Any, Float, Int, Map, Str};
+use Param::{Any, Float, Int, Map, Str, Time};
 
 macro_rules! funcs {
     ($( $name:literal ( $($p:ident),* $(; ...$v:ident)? ) => $f:expr ),* $(,)?) => {
@@ -317,6 +320,9 @@ pub(crate) const ALIASES: &[(&str, &str)] = &[
     ("mustHas", "has"),
     ("mustChunk", "chunk"),
     ("mustSlice", "slice"),
+    ("date_in_zone", "dateInZone"),
+    ("date_modify", "dateModify"),
+    ("must_date_modify", "mustDateModify"),
 ];
 
 fn int(v: &Value) -> i64 {
@@ -1801,6 +1807,7 @@ pub(crate) static DURATIONS: &[Func] = funcs![
         let d = match &a[0] {
             Value::Str(s) => go_parse_duration(s).unwrap_or(0),
             Value::Int64(n) => *n,
+            Value::Time(t) => t.since(),
             _ => 0,
         };
         let u = d.unsigned_abs();
@@ -1820,4 +1827,80 @@ pub(crate) static DURATIONS: &[Func] = funcs![
                 .map_or_else(|| "0s".to_owned(), |(n, unit)| format!("{}{unit}", u / n)),
         ))
     },
+];
+
+/// sprig's `dateInZone`: a `time.Time` or a Unix time in seconds (`int`, `int64`), anything
+/// else the current time, in the zone named (UTC where there is none of that name).
+fn date_in_zone(layout: &str, date: &Value, zone: &str) -> String {
+    let t = match date {
+        Value::Time(t) => (**t).clone(),
+        Value::Int(n) | Value::Int64(n) => GoTime::unix(*n),
+        _ => GoTime::now(),
+    };
+    let loc = load_location(zone).unwrap_or(Loc::Utc);
+    t.with_loc(loc).format(layout)
+}
+
+fn time_arg(v: &Value) -> GoTime {
+    match v {
+        Value::Time(t) => (**t).clone(),
+        _ => GoTime::zero(),
+    }
+}
+
+fn time_value(t: GoTime) -> Value {
+    Value::Time(Rc::new(t))
+}
+
+/// Go's `time.Duration.Round(time.Second)`.
+fn round_to_second(d: i64) -> i64 {
+    const S: i64 = 1_000_000_000;
+    let r = d % S;
+    if d < 0 {
+        let r = -r;
+        if r + r < S {
+            return d + r;
+        }
+        d.checked_sub(S - r).unwrap_or(i64::MIN)
+    } else {
+        if r + r < S {
+            return d - r;
+        }
+        d.checked_add(S - r).unwrap_or(i64::MAX)
+    }
+}
+
+pub(crate) static DATES: &[Func] = funcs![
+    "now"() => |_| Ok(time_value(GoTime::now())),
+    "date"(Str, Any) => |a| Ok(Value::Str(date_in_zone(s(&a[0]), &a[1], "Local"))),
+    "dateInZone"(Str, Any, Str) => |a| Ok(Value::Str(date_in_zone(s(&a[0]), &a[1], s(&a[2])))),
+    "htmlDate"(Any) => |a| Ok(Value::Str(date_in_zone("2006-01-02", &a[0], "Local"))),
+    "htmlDateInZone"(Any, Str) => |a| Ok(Value::Str(date_in_zone("2006-01-02", &a[0], s(&a[1])))),
+    "dateModify"(Str, Time) => |a| {
+        let t = time_arg(&a[1]);
+        Ok(time_value(match go_parse_duration(s(&a[0])) {
+            Some(d) => t.add(d),
+            None => t,
+        }))
+    },
+    "mustDateModify"(Str, Time) => |a| {
+        let d = go_parse_duration(s(&a[0]))
+            .ok_or_else(|| format!("time: invalid duration {}", go_quote(s(&a[0]))))?;
+        Ok(time_value(time_arg(&a[1]).add(d)))
+    },
+    "toDate"(Str, Str) => |a| {
+        Ok(time_value(parse_local(s(&a[0]), s(&a[1])).unwrap_or_else(|_| GoTime::zero())))
+    },
+    "mustToDate"(Str, Str) => |a| Ok(time_value(parse_local(s(&a[0]), s(&a[1]))?)),
+    "unixEpoch"(Time) => |a| Ok(Value::Str(time_arg(&a[0]).sec.to_string())),
+    "ago"(Any) => |a| {
+        let t = match &a[0] {
+            Value::Time(t) => (**t).clone(),
+            Value::Int(n) | Value::Int64(n) => GoTime::unix(*n),
+            _ => GoTime::now(),
+        };
+        Ok(Value::Str(go_duration_string(round_to_second(t.since()))))
+    },
+    "semver"(Str) => |a| Ok(Value::Version(Rc::new(SemVersion::parse(s(&a[0]))?))),
+    "semverCompare"(Str, Str) => |a| Ok(Value::Bool(semver_compare(s(&a[0]), s(&a[1]))?)),
 ];

@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use std::ops::Deref;
 use std::rc::Rc;
 
+use super::gotime::GoTime;
+use super::semver::Version as SemVersion;
+
 /// Deepest nesting the printer, the JSON encoder, `set`'s copy and comparisons descend into.
 /// (Building deeper values is cheap and harmless: containers are dropped iteratively.)
 pub(crate) const MAX_VALUE_DEPTH: usize = 128;
@@ -146,6 +149,10 @@ pub(crate) enum Value {
     Str(String),
     List(Rc<ListVal>),
     Map(Rc<MapVal>),
+    /// Go `time.Time` (sprig's date functions).
+    Time(Rc<GoTime>),
+    /// `*semver.Version` (sprig's `semver`).
+    Version(Rc<SemVersion>),
 }
 
 impl Value {
@@ -212,6 +219,8 @@ impl Value {
             Value::Str(_) => "string",
             Value::List(_) => "[]interface {}",
             Value::Map(_) => "map[string]interface {}",
+            Value::Time(_) => "time.Time",
+            Value::Version(_) => "*semver.Version",
         }
     }
 
@@ -238,6 +247,8 @@ impl Value {
             Value::Str(s) => !s.is_empty(),
             Value::List(l) => !l.is_empty(),
             Value::Map(m) => !m.borrow().is_empty(),
+            // A struct and a non-nil pointer.
+            Value::Time(_) | Value::Version(_) => true,
         }
     }
 

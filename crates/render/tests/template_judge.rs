@@ -434,3 +434,361 @@ fn refused_functions_say_why() {
         assert!(e.to_string().contains("not available"), "{name}: {e}");
     }
 }
+
+/// Go layouts: every element of the reference time, alone and together, and text that looks
+/// like them.
+const LAYOUTS: &[&str] = &[
+    "2006-01-02",
+    "2006-01-02 15:04:05",
+    "2006-01-02T15:04:05Z07:00",
+    "2006-01-02T15:04:05.999999999Z07:00",
+    "Mon Jan _2 15:04:05 MST 2006",
+    "Mon Jan 2 15:04:05 -0700 MST 2006",
+    "02 Jan 06 15:04 MST",
+    "02 Jan 06 15:04 -0700",
+    "Monday, 02-Jan-06 15:04:05 MST",
+    "Mon, 02 Jan 2006 15:04:05 -0700",
+    "3:04PM",
+    "Jan _2 15:04:05.000000",
+    "Jan _2 15:04:05.000",
+    "03:04:05 pm",
+    "January 2, 2006",
+    "__2 002 _2 2",
+    "06 1 2 3 4 5",
+    "-07 -07:00 -0700 -070000 -07:00:00",
+    "Z07 Z07:00 Z0700 Z070000 Z07:00:00",
+    ".0 .00 .000000000 ,999 .9 .99999",
+    "15:04:05,000",
+    "Jann Mond MSTx _20061",
+    "hello",
+    "",
+    "%Y-%m-%d",
+    "2006_2006__2",
+    "Janet Monet",
+];
+
+/// Instants: Unix seconds (int literals) and times parsed by `toDate`.
+const TIMES: &[&str] = &[
+    "0",
+    "1",
+    "-1",
+    "86399",
+    "951782400",
+    "1709210096",
+    "1710054000",
+    "1730613600",
+    "4102444800",
+    "-62135596800",
+    ".i",
+    "(toDate \"2006-01-02\" \"2024-02-29\")",
+    "(toDate \"2006-01-02 15:04:05.000 -0700\" \"2024-03-10 01:59:59.125 -0800\")",
+    "(toDate \"2006-01-02\" \"bad\")",
+    "(toDate \"Jan 2 2006 3:04PM MST\" \"Nov 3 2024 1:30AM EST\")",
+];
+
+const ZONES: &[&str] = &[
+    "UTC",
+    "Local",
+    "",
+    "America/New_York",
+    "Europe/Berlin",
+    "Asia/Kolkata",
+    "Australia/Lord_Howe",
+    "Asia/Kathmandu",
+    "Pacific/Chatham",
+    "America/St_Johns",
+    "Etc/GMT+5",
+    "Nowhere/City",
+    "america/new_york",
+    "../etc/passwd",
+    "EST5EDT",
+];
+
+/// `toDate` inputs: (layout, value), parsed and printed.
+const PARSES: &[(&str, &str)] = &[
+    ("2006-01-02", "2024-02-29"),
+    ("2006-01-02", "2023-02-29"),
+    ("2006-01-02", "2024-2-9"),
+    ("2006-1-2", "2024-2-9"),
+    ("2006-01-02", "2024-02-29 "),
+    ("2006-01-02 15:04:05", "2024-01-02 24:00:00"),
+    ("2006-01-02 15:04:05", "2024-01-02 23:59:60"),
+    ("2006-01-02 15:04:05", "2024-01-02 10:11:12.123456"),
+    ("2006-01-02 15:04:05.000", "2024-01-02 10:11:12.1"),
+    ("2006-01-02 15:04:05.999", "2024-01-02 10:11:12"),
+    ("2006-01-02T15:04:05Z07:00", "2024-01-02T10:11:12Z"),
+    ("2006-01-02T15:04:05Z07:00", "2024-01-02T10:11:12+05:30"),
+    ("2006-01-02T15:04:05Z07:00", "2024-01-02T10:11:12-25:00"),
+    ("2006-01-02T15:04:05-0700", "2024-01-02T10:11:12Z"),
+    ("Jan 2 2006 MST", "Feb 3 2020 PST"),
+    ("Jan 2 2006 MST", "Feb 3 2020 UTC"),
+    ("Jan 2 2006 MST", "Feb 3 2020 GMT+3"),
+    ("Jan 2 2006 MST", "Feb 3 2020 ABCDE"),
+    ("Jan 2 2006 MST", "Feb 3 2020 +0530"),
+    ("January 2 2006", "february 3 2020"),
+    ("Monday Jan 2 2006", "Sunday Feb 3 2020"),
+    ("Mon Jan 2 2006", "Xyz Feb 3 2020"),
+    ("3:04PM", "12:30AM"),
+    ("3:04pm", "1:30PM"),
+    ("03:04 PM", "3:04 PM"),
+    ("06-01-02", "69-01-02"),
+    ("06-01-02", "68-01-02"),
+    ("2006 002", "2024 060"),
+    ("2006 __2", "2023  60"),
+    ("2006 002 Jan", "2024 060 Mar"),
+    ("2006 002", "2024 366"),
+    ("2006 002", "2023 366"),
+    ("_2 Jan 2006", " 5 Jan 2021"),
+    ("02 Jan 2006", " 5 Jan 2021"),
+    ("2006  01", "2024 01"),
+    ("15:04:05,000", "10:11:12,345"),
+    ("", ""),
+    ("", "x"),
+    ("hello", "hello"),
+    ("2006", "+123"),
+    ("2006", "0000"),
+    ("1 2", "13 1"),
+    ("2006-01-02é", "2024-01-02é"),
+];
+
+const CONSTRAINTS: &[&str] = &[
+    "1.2.3",
+    "=1.2.3",
+    "v1.2.3",
+    "!=1.2.3",
+    ">1.2",
+    ">1.2.x",
+    ">=1.2.3",
+    "=>1.2.3",
+    "<1.2.3",
+    "<=1.2",
+    "=<1.2.x",
+    "~1.2.3",
+    "~>1.2",
+    "~1",
+    "~0",
+    "^1.2.3",
+    "^1.2",
+    "^0.2.3",
+    "^0.0.3",
+    "^0.0",
+    "^0",
+    "1.x",
+    "1.2.*",
+    "*",
+    "x",
+    "",
+    " ",
+    ">= 1.2, < 2.0",
+    ">=1.2 <2.0",
+    ">=1.2,<2.0",
+    "1.2 - 1.4.5",
+    "1.2.3 - 2",
+    "1 - 2 || 3.x",
+    "<1.0 || >=3.0.0-beta",
+    ">1.0.0-alpha",
+    ">=1.2.3-0",
+    "~1.2.3-beta",
+    "^1.2.3-alpha.1",
+    "!=1.2.x",
+    "!=1.x",
+    "!=1.2.3-beta",
+    ">1.x",
+    "<=1.x",
+    ">=1.2.3+build",
+    "1.2.3 !! 4",
+    "abc",
+    ">=1.2.3 ||",
+    "|| 1.2.3",
+    "1.2.3.4",
+    "=1.2.3-01",
+    "1.2|3",
+    "v1.x.x",
+    ">01.2.3",
+    "18446744073709551616",
+];
+
+const VERSIONS: &[&str] = &[
+    "1.2.3",
+    "v1.2.3",
+    "1.2",
+    "1",
+    "0.0.0",
+    "0.0.3",
+    "0.2.5",
+    "1.2.4",
+    "1.3.0",
+    "2.0.0",
+    "3.0.0",
+    "1.2.3-alpha",
+    "1.2.3-alpha.1",
+    "1.2.3-beta",
+    "1.2.3-0",
+    "1.2.3+build.5",
+    "3.0.0-beta.2",
+    "1.4.5",
+    "1.4.6",
+    "",
+    "x",
+    "1.2.3.4",
+    "01.2.3",
+    "1.2.3-01",
+    "1.2.3-a..b",
+    "18446744073709551616.0.0",
+    " 1.2.3",
+];
+
+/// Cases with fixed inputs for the date and semver functions (compared byte for byte).
+fn date_and_semver_cases() -> Vec<Case> {
+    let data = judge::grammar::data();
+    let mut t = Vec::new();
+    for l in LAYOUTS {
+        for time in TIMES {
+            t.push(format!("{{{{ date {l:?} {time} }}}}"));
+        }
+        for z in ZONES {
+            t.push(format!("{{{{ dateInZone {l:?} 1710054000 {z:?} }}}}"));
+            t.push(format!("{{{{ date_in_zone {l:?} (toDate \"2006-01-02T15:04:05Z07:00\" \"2024-11-03T05:30:00Z\") {z:?} }}}}"));
+        }
+    }
+    for time in TIMES {
+        for z in ZONES {
+            t.push(format!("{{{{ htmlDateInZone {time} {z:?} }}}}"));
+        }
+        t.push(format!("{{{{ htmlDate {time} }}}}"));
+        t.push(format!("{{{{ {time} }}}}"));
+        t.push(format!("{{{{ unixEpoch {time} }}}}"));
+        t.push(format!("{{{{ {time} | toJson }}}}"));
+        t.push(format!("{{{{ list {time} | toString }}}}"));
+        t.push(format!("{{{{ typeOf {time} }}}} {{{{ kindOf {time} }}}}"));
+        for m in [
+            "1h",
+            "-90m",
+            "1.5s",
+            "",
+            "x",
+            "1d",
+            "-0",
+            "24h5m0.1s",
+            "9223372036s",
+        ] {
+            t.push(format!("{{{{ dateModify {m:?} {time} }}}}"));
+            t.push(format!(
+                "{{{{ {time} | date_modify {m:?} | date \"2006-01-02 15:04:05.000\" }}}}"
+            ));
+            t.push(format!("{{{{ mustDateModify {m:?} {time} }}}}"));
+            t.push(format!(
+                "{{{{ must_date_modify {m:?} {time} | unixEpoch }}}}"
+            ));
+        }
+    }
+    for (l, v) in PARSES {
+        t.push(format!("{{{{ toDate {l:?} {v:?} }}}}"));
+        t.push(format!("{{{{ mustToDate {l:?} {v:?} }}}}"));
+        t.push(format!("{{{{ toDate {l:?} {v:?} | unixEpoch }}}}"));
+        t.push(format!(
+            "{{{{ (toDate {l:?} {v:?}).Format \"2006-01-02T15:04:05.999999999 MST -07:00\" }}}}"
+        ));
+    }
+    for method in [
+        "Year",
+        "Month",
+        "Day",
+        "Hour",
+        "Minute",
+        "Second",
+        "Nanosecond",
+        "YearDay",
+        "Weekday",
+        "Unix",
+        "UnixMilli",
+        "UnixMicro",
+        "UnixNano",
+        "UTC",
+        "Local",
+        "IsZero",
+        "String",
+        "Nope",
+        "Format",
+        "Year 1",
+    ] {
+        t.push(format!(
+            "{{{{ (toDate \"2006-01-02 15:04:05.000\" \"2024-02-29 13:14:15.016\").{method} }}}}"
+        ));
+        t.push(format!(
+            "{{{{ $t := toDate \"2006\" \"x\" }}}}{{{{ $t.{method} }}}}"
+        ));
+    }
+    for c in CONSTRAINTS {
+        for v in VERSIONS {
+            t.push(format!("{{{{ semverCompare {c:?} {v:?} }}}}"));
+        }
+    }
+    for v in VERSIONS {
+        t.push(format!("{{{{ semver {v:?} }}}}"));
+        t.push(format!("{{{{ semver {v:?} | toJson }}}}"));
+        for m in [
+            "Major",
+            "Minor",
+            "Patch",
+            "Prerelease",
+            "Metadata",
+            "Original",
+            "String",
+        ] {
+            t.push(format!("{{{{ (semver {v:?}).{m} }}}}"));
+        }
+    }
+    for extra in [
+        "{{ $v := semver \"1.2.3\" }}{{ eq $v $v }} {{ eq (semver \"1.2.3\") (semver \"1.2.3\") }}",
+        "{{ eq (toDate \"2006\" \"2024\") (toDate \"2006\" \"2024\") }}",
+        "{{ eq (toDate \"2006\" \"2024\") nil }}",
+        "{{ eq (toDate \"2006\" \"2024\") 1 }}",
+        "{{ lt (toDate \"2006\" \"2024\") (toDate \"2006\" \"2025\") }}",
+        "{{ if toDate \"2006\" \"x\" }}t{{ end }}{{ empty (toDate \"2006\" \"x\") }}{{ default 1 (semver \"1.0\") }}",
+        "{{ list (semver \"1.0\") (toDate \"2006\" \"2024\") }}",
+        "{{ dict \"v\" (semver \"1.0-rc\") \"t\" (toDate \"2006\" \"2024\") | toPrettyJson }}",
+        "{{ printf \"%v|%s|%q|%x|%T\" (semver \"1.0\") (semver \"1.0\") (semver \"1.0\") (semver \"1.0\") (semver \"1.0\") }}",
+        "{{ printf \"%v|%s|%q|%T\" (toDate \"2006\" \"2024\") (toDate \"2006\" \"2024\") (toDate \"2006\" \"2024\") (toDate \"2006\" \"2024\") }}",
+        "{{ date \"2006\" nil }}",
+        "{{ dateModify \"1h\" nil }}",
+        "{{ dateModify \"1h\" \"2024\" }}",
+        "{{ dateModify \"1h\" .n }}",
+        "{{ dateModify \"1h\" .missing }}",
+        "{{ unixEpoch 5 }}",
+        "{{ unixEpoch }}",
+        "{{ toDate \"2006\" }}",
+        "{{ toDate 1 \"2006\" }}",
+        "{{ semverCompare \"1\" }}",
+        "{{ semverCompare 1 \"1\" }}",
+        "{{ semver nil }}",
+        "{{ semver .ver }}{{ semverCompare \">1\" .ver }}",
+        "{{ durationRound (toDate \"2006\" \"2020\") }}",
+        "{{ (semver \"1.2.3\").Major | add 1 }}",
+        "{{ toString (semver \"1.2\") | upper }}",
+        "{{ cat (semver \"1.2\") (toDate \"2006\" \"2020\") }}",
+    ] {
+        t.push(extra.to_owned());
+    }
+    t.into_iter().map(|t| Case::new(t, data.clone())).collect()
+}
+
+#[test]
+fn dates_and_semver_match_go() {
+    let cases = date_and_semver_cases();
+    let go = go_render(&cases);
+    let diffs = differences(&cases, &go);
+    eprintln!("date and semver cases: {}", cases.len());
+    let shown: Vec<&String> = diffs.iter().take(40).collect();
+    assert!(
+        diffs.is_empty(),
+        "{} of {} differ from Go (first 40):\n{}",
+        diffs.len(),
+        cases.len(),
+        shown
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

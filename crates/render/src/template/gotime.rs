@@ -39,7 +39,8 @@ impl Loc {
         match (self, other) {
             (Loc::Utc, Loc::Utc) | (Loc::Local, Loc::Local) => true,
             (Loc::Zone(a), Loc::Zone(b)) => a.iana_name() == b.iana_name(),
-            (Loc::Fixed(a, x), Loc::Fixed(b, y)) => a == b && x == y,
+            // Each parse makes a new `FixedZone`, and Go compares locations by pointer.
+            (Loc::Fixed(a, _), Loc::Fixed(b, _)) => Rc::ptr_eq(a, b),
             _ => false,
         }
     }

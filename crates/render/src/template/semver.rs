@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use regex::Regex;
 
 /// A parsed version (`*semver.Version`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Version {
     pub(crate) major: u64,
     pub(crate) minor: u64,

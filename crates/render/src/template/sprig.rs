@@ -715,7 +715,7 @@ fn deep_copy(v: &Value) -> Result<Value, String> {
         Value::Missing | Value::Null => {
             Err("reflect: call of reflect.Value.Type on zero Value".into())
         }
-        v => Ok(v.deep_clone()),
+        v => Ok(v.copystructure()),
     }
 }
 

@@ -256,15 +256,25 @@ impl Value {
     /// Costs one budget unit per node; an incomplete copy is returned once the budget is spent
     /// (the executor then fails).
     pub(crate) fn deep_clone(&self) -> Value {
-        self.deep_clone_at(0)
+        self.deep_clone_at(0, false)
     }
 
-    fn deep_clone_at(&self, depth: usize) -> Value {
+    /// sprig's `deepCopy` (mitchellh/copystructure): a deep copy in which a `*semver.Version`,
+    /// whose fields are unexported, becomes a new zero version (`0.0.0`).
+    pub(crate) fn copystructure(&self) -> Value {
+        self.deep_clone_at(0, true)
+    }
+
+    fn deep_clone_at(&self, depth: usize, zero_versions: bool) -> Value {
         if !visit(depth) {
             return Value::Missing;
         }
         match self {
-            Value::List(l) => Value::list(l.iter().map(|v| v.deep_clone_at(depth + 1)).collect()),
+            Value::List(l) => Value::list(
+                l.iter()
+                    .map(|v| v.deep_clone_at(depth + 1, zero_versions))
+                    .collect(),
+            ),
             Value::Map(m) => {
                 if !charge(MAP_COST - 1) {
                     return Value::Missing;
@@ -272,10 +282,11 @@ impl Value {
                 Value::map(
                     m.borrow()
                         .iter()
-                        .map(|(k, v)| (k.clone(), v.deep_clone_at(depth + 1)))
+                        .map(|(k, v)| (k.clone(), v.deep_clone_at(depth + 1, zero_versions)))
                         .collect(),
                 )
             }
+            Value::Version(_) if zero_versions => Value::Version(Rc::new(SemVersion::default())),
             v => v.clone(),
         }
     }

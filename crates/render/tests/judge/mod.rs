@@ -250,6 +250,10 @@ const INTENDED: &[(&str, &str)] = &[
         "sprig's split returns map[string]string and Go refuses it for a map[string]interface {} parameter; our maps have one type",
     ),
     (
+        "interface {} is map[string]string",
+        "sprig's split returns map[string]string and Go refuses it for a map[string]interface {} parameter; our maps have one type",
+    ),
+    (
         "got []string",
         "sprig's string-list functions return []string and Go refuses it where another slice type is expected; our lists have one type",
     ),

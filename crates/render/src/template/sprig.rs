@@ -134,8 +134,17 @@ pub(crate) static MORE: &[Func] = funcs![
         let parts = go_splitn(s(&a[2]), s(&a[0]), int(&a[1]));
         Ok(Value::map(parts.into_iter().enumerate().map(|(i, p)| (format!("_{i}"), Value::Str(p))).collect()))
     },
-    "toStrings"(Any) => |a| Ok(Value::list(strslice(&a[0]).into_iter().map(Value::Str).collect())),
+    // A nil `[]string` comes back as it is (a nil `[]interface {}` as an empty list).
+    "toStrings"(Any) => |a| Ok(match &a[0] {
+        Value::List(l) if l.is_nil_strings() => a[0].clone(),
+        v => Value::list(strslice(v).into_iter().map(Value::Str).collect()),
+    }),
     "sortAlpha"(Any) => |a| {
+        if let Value::List(l) = &a[0]
+            && l.is_nil_strings()
+        {
+            return Ok(a[0].clone());
+        }
         let mut items = match &a[0] {
             Value::List(_) => strslice(&a[0]),
             Value::Missing | Value::Null => vec!["<nil>".to_owned()],
@@ -1086,7 +1095,7 @@ pub(crate) static REGEX: &[Func] = funcs![
         let (r, t) = (go_regex(s(&a[0]))?, s(&a[1]));
         let found = go_find_all(&r, t, int(&a[2]));
         if found.is_empty() {
-            return Ok(Value::nil_list());
+            return Ok(Value::nil_strings());
         }
         Ok(strings_value(found.into_iter().map(|(x, y)| t[x..y].to_owned()).collect()))
     },
@@ -1096,7 +1105,7 @@ pub(crate) static REGEX: &[Func] = funcs![
         let n = int(&a[2]);
         let parts = go_regex_split(&go_regex(s(&a[0]))?, s(&a[1]), n);
         if n == 0 {
-            return Ok(Value::nil_list());
+            return Ok(Value::nil_strings());
         }
         Ok(strings_value(parts))
     },

@@ -88,13 +88,29 @@ fn unnest(stack: &mut Vec<Value>) {
 
 /// The items of a list value (immutable, shared).
 #[derive(Debug, Default)]
-pub(crate) struct ListVal(Vec<Value>, bool);
+pub(crate) struct ListVal(Vec<Value>, Nil);
+
+/// Whether a list is Go's nil slice, and of which type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Nil {
+    #[default]
+    No,
+    /// A nil `[]interface {}` (`rest`, `initial`, `concat`).
+    Any,
+    /// A nil `[]string` (`regexFindAll`, `regexSplit`): `toStrings` hands it on as it is.
+    Strings,
+}
 
 impl ListVal {
     /// Whether this is Go's nil slice (what sprig returns for some empty results): it prints
     /// as `[]` but JSON-encodes as `null`.
     pub(crate) fn is_nil_slice(&self) -> bool {
-        self.1
+        self.1 != Nil::No
+    }
+
+    /// Whether this is a nil `[]string`.
+    pub(crate) fn is_nil_strings(&self) -> bool {
+        self.1 == Nil::Strings
     }
 }
 
@@ -157,12 +173,17 @@ pub(crate) enum Value {
 
 impl Value {
     pub(crate) fn list(items: Vec<Value>) -> Value {
-        Value::List(Rc::new(ListVal(items, false)))
+        Value::List(Rc::new(ListVal(items, Nil::No)))
     }
 
     /// Go's nil slice: an empty list that JSON-encodes as `null`.
     pub(crate) fn nil_list() -> Value {
-        Value::List(Rc::new(ListVal(Vec::new(), true)))
+        Value::List(Rc::new(ListVal(Vec::new(), Nil::Any)))
+    }
+
+    /// Go's nil `[]string`.
+    pub(crate) fn nil_strings() -> Value {
+        Value::List(Rc::new(ListVal(Vec::new(), Nil::Strings)))
     }
 
     pub(crate) fn map(entries: BTreeMap<String, Value>) -> Value {

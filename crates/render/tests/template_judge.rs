@@ -611,6 +611,8 @@ const VERSIONS: &[&str] = &[
 fn date_and_semver_cases() -> Vec<Case> {
     let data = judge::grammar::data();
     let mut t = Vec::new();
+    let mut out: Vec<String> = Vec::new();
+    let cases_push = |out: &mut Vec<String>, s: String| out.push(s);
     for l in LAYOUTS {
         for time in TIMES {
             t.push(format!("{{{{ date {l:?} {time} }}}}"));
@@ -688,6 +690,66 @@ fn date_and_semver_cases() -> Vec<Case> {
             "{{{{ $t := toDate \"2006\" \"x\" }}}}{{{{ $t.{method} }}}}"
         ));
     }
+    let t1 = "(toDate \"2006-01-02 15:04 MST\" \"2024-01-31 23:30 EST\")";
+    let t2 = "(toDate \"2006-01-02 15:04 -0700\" \"2024-03-10 01:30 -0800\")";
+    for call in [
+        "Add 3600000000000",
+        "Add -1",
+        "Add 1.5",
+        "Add \"1h\"",
+        "Add .i",
+        "Add",
+        "AddDate 0 1 0",
+        "AddDate 1 -13 400",
+        "AddDate 0 0 .i",
+        "AddDate 0 0",
+        "AddDate 0 0 1.0",
+        "Before (now)",
+        "After (toDate \"2006\" \"2024\")",
+        "Equal (toDate \"2006-01-02 15:04 -0700\" \"2024-01-31 23:30 -0500\")",
+        "Compare (toDate \"2006\" \"2024\")",
+        "Compare nil",
+        "Before 5",
+        "Sub",
+        "Zone",
+    ] {
+        for t in [t1, t2, "(toDate \"2006\" \"x\")"] {
+            cases_push(&mut out, format!("{{{{ {t}.{call} }}}}"));
+        }
+    }
+    for call in [
+        "LessThan (semver \"1.2.4\")",
+        "LessThanEqual (semver \"1.2.3\")",
+        "GreaterThan (semver \"1.2.3-rc.1\")",
+        "GreaterThanEqual (semver \"v1.2.3+x\")",
+        "Equal (semver \"1.2.3+y\")",
+        "Equal nil",
+        "LessThan nil",
+        "Compare (semver \"2\")",
+        "Compare \"2\"",
+        "IncMajor",
+        "IncMinor",
+        "IncPatch",
+        "IncPatch.Original",
+        "IncMajor.Original",
+        "SetPrerelease \"x\"",
+        "SetPrerelease \"01\"",
+        "SetMetadata \"b.7\"",
+        "SetMetadata \"\"",
+        "SetMetadata \"a_b\"",
+        "SetMetadata 1",
+        "IncMinor.String",
+        "IncPatch.Major",
+        "IncPatch.LessThan (semver \"1\")",
+        "IncPatch | typeOf",
+        "IncPatch | kindOf",
+        "IncPatch | toJson",
+    ] {
+        for v in ["\"1.2.3\"", "\"v1.2.3-rc.1+b\"", "\"0.0.0\""] {
+            cases_push(&mut out, format!("{{{{ (semver {v}).{call} }}}}"));
+        }
+    }
+    t.append(&mut out);
     for c in CONSTRAINTS {
         for v in VERSIONS {
             t.push(format!("{{{{ semverCompare {c:?} {v:?} }}}}"));
@@ -738,6 +800,8 @@ fn date_and_semver_cases() -> Vec<Case> {
         "{{ cat (semver \"1.2\") (toDate \"2006\" \"2020\") }}",
         "{{ deepCopy (toDate \"2006-01-02T15:04:05Z07:00\" \"2024-11-03T01:30:00.5-04:00\") }}|{{ (deepCopy (semver \"1.2.3\")).Original }}|{{ deepCopy (list (semver \"1.2.3\") (toDate \"2006\" \"2020\")) }}|{{ $t := toDate \"2006 MST\" \"2020 XYZ\" }}{{ eq (deepCopy $t) $t }}",
         "{{ $d := dict \"a\" (semver \"1.2.3\") }}{{ merge (dict) $d }}{{ $d2 := deepCopy $d }}{{ $d2 }}{{ set $d \"b\" 1 }}",
+        "{{ eq (semver \"1.0\").IncMajor (semver \"1.0\").IncMajor }} {{ eq (semver \"1.0\").IncMajor (semver \"1.0\") }}",
+        "{{ $a := toDate \"2006 MST\" \"2020 XYZ\" }}{{ has $a (list (toDate \"2006 MST\" \"2020 XYZ\")) }} {{ has $a (list (toDate \"2006 MST\" \"2020 XYZ\")) }}",
         "{{ has (semver \"1.0\") (list (semver \"1.0\")) }} {{ has (toDate \"2006\" \"2020\") (list (toDate \"2006\" \"2020\")) }} {{ uniq (list (semver \"1.0\") (semver \"1.0\")) }}",
     ] {
         t.push(extra.to_owned());

@@ -584,6 +584,17 @@ impl<'t> State<'t> {
     ) -> R<Value> {
         let takes: &[Param] = match (receiver, name) {
             (Value::Time(_), "Format") => &[Param::Str],
+            (Value::Time(_), "Add") => &[Param::Duration],
+            (Value::Time(_), "AddDate") => &[Param::Int, Param::Int, Param::Int],
+            (Value::Time(_), "Before" | "After" | "Equal" | "Compare") => &[Param::Time],
+            (
+                Value::Version(v),
+                "LessThan" | "LessThanEqual" | "GreaterThan" | "GreaterThanEqual" | "Equal"
+                | "Compare",
+            ) if !v.by_value => &[Param::Version],
+            (Value::Version(_), "IncMajor" | "IncMinor" | "IncPatch") => &[],
+            (Value::Version(_), "SetPrerelease" | "SetMetadata") => &[Param::Str],
+            (Value::Version(v), "Original") if !v.by_value => &[],
             (
                 Value::Time(_),
                 "Year" | "Day" | "Hour" | "Minute" | "Second" | "Nanosecond" | "YearDay" | "Unix"
@@ -592,7 +603,7 @@ impl<'t> State<'t> {
             )
             | (
                 Value::Version(_),
-                "Major" | "Minor" | "Patch" | "Prerelease" | "Metadata" | "Original" | "String",
+                "Major" | "Minor" | "Patch" | "Prerelease" | "Metadata" | "String",
             ) => &[],
             _ => {
                 return Err(self.errorf(format!(
@@ -615,10 +626,32 @@ impl<'t> State<'t> {
         if let Some(fin) = fin {
             argv.push(self.validate_type(fin, takes.last().copied())?);
         }
+        let int_arg = |i: usize| match argv.get(i) {
+            Some(Value::Int(n) | Value::Int64(n)) => *n,
+            _ => 0,
+        };
         Ok(match receiver {
             Value::Time(t) => match name {
                 "Format" => {
                     Value::Str(t.format(argv.first().and_then(Value::as_str).unwrap_or("")))
+                }
+                "Add" => Value::Time(std::rc::Rc::new(t.add(int_arg(0)))),
+                "AddDate" => Value::Time(std::rc::Rc::new(t.add_date(
+                    int_arg(0),
+                    int_arg(1),
+                    int_arg(2),
+                ))),
+                "Before" | "After" | "Equal" | "Compare" => {
+                    let Some(Value::Time(u)) = argv.first() else {
+                        return Ok(Value::Missing);
+                    };
+                    let c = t.compare(u);
+                    match name {
+                        "Before" => Value::Bool(c.is_lt()),
+                        "After" => Value::Bool(c.is_gt()),
+                        "Equal" => Value::Bool(c.is_eq()),
+                        _ => Value::Int(c as i64),
+                    }
                 }
                 "Unix" | "UnixMilli" | "UnixMicro" | "UnixNano" => {
                     Value::Int64(t.field(name).unwrap_or(0))
@@ -638,6 +671,37 @@ impl<'t> State<'t> {
                 _ => Value::Int(t.field(name).unwrap_or(0)),
             },
             Value::Version(v) => match name {
+                "LessThan" | "LessThanEqual" | "GreaterThan" | "GreaterThanEqual" | "Equal"
+                | "Compare" => {
+                    let Some(Value::Version(o)) = argv.first() else {
+                        if name == "Equal" {
+                            return Ok(Value::Bool(false));
+                        }
+                        // A nil *Version: Go's method dereferences it and panics.
+                        return Err(self.errorf(format!(
+                            "error calling {name}: runtime error: invalid memory address or nil pointer dereference"
+                        )));
+                    };
+                    let c = v.compare(o);
+                    match name {
+                        "LessThan" => Value::Bool(c.is_lt()),
+                        "LessThanEqual" => Value::Bool(c.is_le()),
+                        "GreaterThan" => Value::Bool(c.is_gt()),
+                        "GreaterThanEqual" => Value::Bool(c.is_ge()),
+                        "Equal" => Value::Bool(c.is_eq()),
+                        _ => Value::Int(c as i64),
+                    }
+                }
+                "IncMajor" | "IncMinor" | "IncPatch" => {
+                    Value::Version(std::rc::Rc::new(v.inc(name)))
+                }
+                "SetPrerelease" | "SetMetadata" => {
+                    let to = argv.first().and_then(Value::as_str).unwrap_or("");
+                    match v.set(name, to) {
+                        Ok(next) => Value::Version(std::rc::Rc::new(next)),
+                        Err(e) => return Err(self.errorf(format!("error calling {name}: {e}"))),
+                    }
+                }
                 "Major" => Value::Int64(v.major as i64),
                 "Minor" => Value::Int64(v.minor as i64),
                 "Patch" => Value::Int64(v.patch as i64),
@@ -749,7 +813,7 @@ impl<'t> State<'t> {
             (Param::Reflect, v) => Ok(v),
             (Param::Any, Value::Missing) => Ok(Value::Null),
             (Param::Any, v) => Ok(v),
-            (Param::Map, Value::Missing) => Ok(Value::Missing),
+            (Param::Map | Param::Version, Value::Missing) => Ok(Value::Missing),
             (_, Value::Missing) => Err(self.errorf(format!("invalid value; expected {expected}"))),
             (_, Value::Null) => Err(self.errorf(format!(
                 "wrong type for value; expected {expected}; got interface {{}}"
@@ -759,7 +823,8 @@ impl<'t> State<'t> {
             | (Param::Float, v @ Value::Float(_))
             | (Param::Bool, v @ Value::Bool(_))
             | (Param::Map, v @ Value::Map(_))
-            | (Param::Time, v @ Value::Time(_)) => Ok(v),
+            | (Param::Time, v @ Value::Time(_))
+            | (Param::Version, v @ Value::Version(_)) => Ok(v),
             (_, v) => Err(self.errorf(format!(
                 "wrong type for value; expected {expected}; got {}",
                 v.type_name()
@@ -799,6 +864,10 @@ impl<'t> State<'t> {
             }
             ArgKind::Number(n) => {
                 return match param {
+                    Some(Param::Duration) => match n.int {
+                        Some(i) => Ok(Value::Int64(i)),
+                        None => Err(self.errorf(format!("expected integer; found {arg}"))),
+                    },
                     Some(Param::Int) => match n.int {
                         Some(i) => Ok(Value::Int(i)),
                         None => Err(self.errorf(format!("expected integer; found {arg}"))),

@@ -28,6 +28,10 @@ pub(crate) enum Param {
     Map,
     /// `time.Time`.
     Time,
+    /// `time.Duration` (methods of times): integer constants only.
+    Duration,
+    /// `*semver.Version` (methods of versions): nil arrives as [`Value::Missing`].
+    Version,
 }
 
 impl Param {
@@ -41,11 +45,16 @@ impl Param {
             Param::Bool => "bool",
             Param::Map => "map[string]interface {}",
             Param::Time => "time.Time",
+            Param::Duration => "time.Duration",
+            Param::Version => "*semver.Version",
         }
     }
 
     pub(crate) fn can_be_nil(self) -> bool {
-        matches!(self, Param::Any | Param::Reflect | Param::Map)
+        matches!(
+            self,
+            Param::Any | Param::Reflect | Param::Map | Param::Version
+        )
     }
 }
 
@@ -291,6 +300,7 @@ pub(crate) fn kind_name(v: &Value) -> &'static str {
         Value::List(_) => "slice",
         Value::Map(_) => "map",
         Value::Time(_) => "struct",
+        Value::Version(v) if v.by_value => "struct",
         Value::Version(_) => "ptr",
     }
 }
@@ -331,7 +341,7 @@ pub(crate) fn deep_equal(a: &Value, b: &Value, depth: usize) -> bool {
         (Value::Int(x), Value::Int(y)) | (Value::Int64(x), Value::Int64(y)) => x == y,
         (Value::Float(x), Value::Float(y)) => x == y,
         (Value::Str(x), Value::Str(y)) => x == y,
-        (Value::Time(x), Value::Time(y)) => x.identical(y),
+        (Value::Time(x), Value::Time(y)) => x.deep_equal(y),
         (Value::Version(x), Value::Version(y)) => x == y,
         (Value::List(x), Value::List(y)) => {
             x.len() == y.len()
@@ -729,6 +739,10 @@ fn eq_one(a: &Value, b: &Value) -> Result<bool, String> {
         }
         // A struct compares by value, a pointer by identity.
         (Value::Time(x), Value::Time(y)) => x.identical(y),
+        (Value::Version(x), Value::Version(y)) if x.by_value && y.by_value => x == y,
+        (Value::Version(x), Value::Version(y)) if x.by_value != y.by_value => {
+            return Err(BAD_COMPARISON.into());
+        }
         (Value::Version(x), Value::Version(y)) => std::rc::Rc::ptr_eq(x, y),
         _ => {
             let same_kind = std::mem::discriminant(&a) == std::mem::discriminant(&b);

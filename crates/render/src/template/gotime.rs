@@ -147,6 +147,41 @@ impl GoTime {
         }
     }
 
+    /// `t.AddDate(years, months, days)`: the same wall clock, in the same location.
+    pub(crate) fn add_date(&self, years: i64, months: i64, days: i64) -> GoTime {
+        let (d, secs, ..) = self.civil();
+        let (y, m, day) = civil_from_days(d);
+        date(
+            y.wrapping_add(years),
+            i64::from(m).wrapping_add(months),
+            i64::from(day).wrapping_add(days),
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
+            i64::from(self.nsec),
+            self.loc.clone(),
+        )
+    }
+
+    /// `t.Compare(u)` (by the monotonic clock when both have a reading, as Go does).
+    pub(crate) fn compare(&self, u: &GoTime) -> std::cmp::Ordering {
+        if let (Some(a), Some(b)) = (self.mono, u.mono) {
+            return a.cmp(&b);
+        }
+        (self.sec, self.nsec).cmp(&(u.sec, u.nsec))
+    }
+
+    /// `reflect.DeepEqual` of two times: the same fields, locations compared by content.
+    pub(crate) fn deep_equal(&self, u: &GoTime) -> bool {
+        self.sec == u.sec
+            && self.nsec == u.nsec
+            && self.mono == u.mono
+            && match (&self.loc, &u.loc) {
+                (Loc::Fixed(a, x), Loc::Fixed(b, y)) => a == b && x == y,
+                (a, b) => a.same(b),
+            }
+    }
+
     /// `time.Since(t)` in nanoseconds (saturating like Go's `Sub`).
     pub(crate) fn since(&self) -> i64 {
         let now = GoTime::now();

@@ -20,6 +20,9 @@ pub(crate) struct Version {
     pub(crate) pre: String,
     pub(crate) metadata: String,
     pub(crate) original: String,
+    /// A `semver.Version` (what `IncMajor` and friends return), not a `*semver.Version`: it has
+    /// only the methods with value receivers, and compares by value.
+    pub(crate) by_value: bool,
 }
 
 const WS: &str = r"[\t\n\f\r ]";
@@ -117,6 +120,7 @@ impl Version {
             pre: group(5).to_owned(),
             metadata: group(8).to_owned(),
             original: v.to_owned(),
+            by_value: false,
         };
         if !version.pre.is_empty() {
             validate_prerelease(&version.pre)?;
@@ -139,6 +143,63 @@ impl Version {
             s.push_str(&self.metadata);
         }
         s
+    }
+
+    /// `IncMajor`, `IncMinor`, `IncPatch` (a patch increment of a prerelease drops the
+    /// prerelease only); the original keeps a leading `v`.
+    pub(crate) fn inc(&self, which: &str) -> Version {
+        let mut next = Version {
+            metadata: String::new(),
+            pre: String::new(),
+            by_value: true,
+            ..self.clone()
+        };
+        match which {
+            "IncMajor" => {
+                next.major = self.major.wrapping_add(1);
+                next.minor = 0;
+                next.patch = 0;
+            }
+            "IncMinor" => {
+                next.minor = self.minor.wrapping_add(1);
+                next.patch = 0;
+            }
+            _ if self.pre.is_empty() => next.patch = self.patch.wrapping_add(1),
+            _ => {}
+        }
+        let v = if self.original.starts_with('v') {
+            "v"
+        } else {
+            ""
+        };
+        next.original = format!("{v}{}", next.go_string());
+        next
+    }
+
+    /// `SetPrerelease` and `SetMetadata`.
+    pub(crate) fn set(&self, which: &str, to: &str) -> Result<Version, String> {
+        let mut next = Version {
+            by_value: true,
+            ..self.clone()
+        };
+        if which == "SetPrerelease" {
+            if !to.is_empty() {
+                validate_prerelease(to)?;
+            }
+            next.pre = to.to_owned();
+        } else {
+            if !to.is_empty() {
+                validate_metadata(to)?;
+            }
+            next.metadata = to.to_owned();
+        }
+        let v = if self.original.starts_with('v') {
+            "v"
+        } else {
+            ""
+        };
+        next.original = format!("{v}{}", next.go_string());
+        Ok(next)
     }
 
     pub(crate) fn compare(&self, o: &Version) -> Ordering {

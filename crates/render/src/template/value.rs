@@ -241,6 +241,7 @@ impl Value {
             Value::List(_) => "[]interface {}",
             Value::Map(_) => "map[string]interface {}",
             Value::Time(_) => "time.Time",
+            Value::Version(v) if v.by_value => "semver.Version",
             Value::Version(_) => "*semver.Version",
         }
     }
@@ -307,7 +308,10 @@ impl Value {
                         .collect(),
                 )
             }
-            Value::Version(_) if zero_versions => Value::Version(Rc::new(SemVersion::default())),
+            Value::Version(v) if zero_versions => Value::Version(Rc::new(SemVersion {
+                by_value: v.by_value,
+                ..SemVersion::default()
+            })),
             v => v.clone(),
         }
     }

@@ -829,8 +829,14 @@ fn dates_and_semver_match_go() {
     );
 }
 
-/// The shape of an output that holds the current time: each run of digits becomes one `0`.
+/// The shape of an output that holds the current time: each run of digits becomes one `0`, and
+/// a fraction of a second (`.0`, `,0`) goes, since a layout's `.999` leaves it out when the
+/// digits it keeps are zeros.
 fn shape(s: &str) -> String {
+    digit_runs(s).replace(".0", "").replace(",0", "")
+}
+
+fn digit_runs(s: &str) -> String {
     let mut out = String::new();
     let mut in_digits = false;
     for c in s.chars() {
@@ -1032,7 +1038,11 @@ fn layout_round_trip_cases(seed: u64, n: usize) -> Vec<Case> {
 
 #[test]
 fn date_layouts_round_trip_like_go() {
-    let cases = layout_round_trip_cases(15, 3_000);
+    let seed = std::env::var("JUDGE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
+    let cases = layout_round_trip_cases(seed, 3_000);
     let go = go_render(&cases);
     let outputs = go
         .iter()

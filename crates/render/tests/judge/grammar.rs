@@ -214,9 +214,15 @@ pub const TIMES: &[&str] = &[
     "(toDate \"2006\" \"bad\")",
     "(dateModify \"36h\" (toDate \"2006-01-02 15:04\" \"2024-03-09 22:00\"))",
     "(mustToDate \"Jan 2 2006 MST\" \"Feb 3 2020 PST\")",
+    "((toDate \"2006-01-02 15:04\" \"2024-01-31 10:00\").AddDate 0 1 0)",
+    "(toDate \"2006-01-02 15:04 -0700\" \"2024-03-10 01:30 -0800\").UTC",
 ];
 /// `*semver.Version` values (drawn with times wherever a `time.Time` or any value goes).
-const VERSION_VALUES: &[&str] = &["(semver \"1.2.3-rc.1+b\")", "(semver .ver)"];
+const VERSION_VALUES: &[&str] = &[
+    "(semver \"1.2.3-rc.1+b\")",
+    "(semver .ver)",
+    "(semver \"v1.2\").IncMinor",
+];
 const UNIX: &[&str] = &["0", "1709210096", "-86401", ".i", "4102444800"];
 
 /// The data every generated template runs with: one of each kind.

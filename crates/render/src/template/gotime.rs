@@ -219,7 +219,7 @@ impl GoTime {
     pub(crate) fn format(&self, layout: &str) -> String {
         let (days, secs, name, offset) = self.civil();
         let (year, month, day) = civil_from_days(days);
-        let yday = days - days_from_civil(year, 1, 1) + 1;
+        let yday = days.wrapping_sub(days_from_civil(year, 1, 1)) + 1;
         let (hour, min, sec) = (secs / 3600, secs / 60 % 60, secs % 60);
         let mut b = String::new();
         let mut layout = layout;
@@ -229,7 +229,7 @@ impl GoTime {
             let Some(std) = std else { break };
             layout = suffix;
             match std {
-                Std::Year => append_int(&mut b, year.abs() % 100, 2),
+                Std::Year => append_int(&mut b, (year.unsigned_abs() % 100) as i64, 2),
                 Std::LongYear => append_int(&mut b, year, 4),
                 Std::Month => b.push_str(&MONTHS[month as usize - 1][..3]),
                 Std::LongMonth => b.push_str(MONTHS[month as usize - 1]),
@@ -347,7 +347,7 @@ impl GoTime {
             "Year" => year,
             "Month" => month.into(),
             "Day" => day.into(),
-            "YearDay" => days - days_from_civil(year, 1, 1) + 1,
+            "YearDay" => days.wrapping_sub(days_from_civil(year, 1, 1)) + 1,
             "Hour" => secs / 3600,
             "Minute" => secs / 60 % 60,
             "Second" => secs % 60,
@@ -415,20 +415,23 @@ fn weekday(days: i64) -> usize {
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (the era arithmetic of H. Hinnant's
 /// `days_from_civil`).
+/// Wraps where Go's arithmetic would (years beyond ±2.5e16).
 pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
+    let y = if m <= 2 { y.wrapping_sub(1) } else { y };
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400);
     let m = i64::from(m);
     let mp = if m > 2 { m - 3 } else { m + 9 };
     let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    era.wrapping_mul(146_097)
+        .wrapping_add(doe)
+        .wrapping_sub(719_468)
 }
 
 /// The date of a day counted from 1970-01-01.
 pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
+    let z = z.wrapping_add(719_468);
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
@@ -436,8 +439,8 @@ pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let mp = (5 * doy + 2) / 153;
     let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
     let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
-    let y = yoe + era * 400;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    let y = yoe.wrapping_add(era.wrapping_mul(400));
+    (if m <= 2 { y.wrapping_add(1) } else { y }, m, d)
 }
 
 fn is_leap(y: i64) -> bool {
@@ -732,8 +735,8 @@ fn parse_time_zone(value: &str) -> Option<usize> {
     if value.starts_with("ChST") || value.starts_with("MeST") {
         return Some(4);
     }
-    if value.starts_with("GMT") {
-        return Some(3 + parse_signed_offset(&value[3..]));
+    if let Some(rest) = value.strip_prefix("GMT") {
+        return Some(3 + parse_signed_offset(rest));
     }
     if b[0] == b'+' || b[0] == b'-' {
         let n = parse_signed_offset(value);
@@ -778,18 +781,23 @@ fn parse_nanoseconds(value: &str, nbytes: usize) -> Result<i64, bool> {
 }
 
 /// `time.Date(year, month, day, hour, min, sec, nsec, loc)` (with Go's normalisation).
+#[expect(clippy::too_many_arguments, reason = "the arguments of Go's time.Date")]
 fn date(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64, ns: i64, loc: Loc) -> GoTime {
-    let m0 = mo - 1;
-    let y = y + m0.div_euclid(12);
+    let m0 = mo.wrapping_sub(1);
+    let y = y.wrapping_add(m0.div_euclid(12));
     let mo = u32::try_from(m0.rem_euclid(12) + 1).unwrap_or(1);
-    let total_ns = s * NANOS + ns;
-    let days = days_from_civil(y, mo, 1) + d - 1;
-    let mut unix = days * 86_400 + h * 3600 + mi * 60 + total_ns.div_euclid(NANOS);
-    let nsec = u32::try_from(total_ns.rem_euclid(NANOS)).unwrap_or(0);
+    let s = s.wrapping_add(ns.div_euclid(NANOS));
+    let nsec = u32::try_from(ns.rem_euclid(NANOS)).unwrap_or(0);
+    let days = days_from_civil(y, mo, 1).wrapping_add(d).wrapping_sub(1);
+    let mut unix = days
+        .wrapping_mul(86_400)
+        .wrapping_add(h.wrapping_mul(3600))
+        .wrapping_add(mi.wrapping_mul(60))
+        .wrapping_add(s);
     let (_, off) = loc.lookup(unix);
     if off != 0 {
-        let (_, off2) = loc.lookup(unix - i64::from(off));
-        unix -= i64::from(off2);
+        let (_, off2) = loc.lookup(unix.wrapping_sub(i64::from(off)));
+        unix = unix.wrapping_sub(i64::from(off2));
     }
     GoTime {
         sec: unix,
@@ -1112,6 +1120,15 @@ pub(crate) fn parse_local(layout: &str, value: &str) -> Result<GoTime, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extremes_do_not_panic() {
+        let t = GoTime::unix(i64::MAX).add(i64::MAX);
+        let _ = t.go_string();
+        let _ = t.add_date(i64::MAX, i64::MIN, i64::MAX).go_string();
+        let _ = GoTime::unix(i64::MIN).add_date(-1, -1, -1).rfc3339_nano();
+        let _ = t.field("YearDay");
+    }
 
     #[test]
     fn civil_round_trip() {

@@ -1063,3 +1063,120 @@ fn date_layouts_round_trip_like_go() {
             .join("\n")
     );
 }
+
+/// Random constraints (operators, partial and wildcard versions, prereleases, metadata, `v`
+/// prefixes, separators, hyphen ranges, `||`, stray characters) against random versions.
+fn semver_random_cases(seed: u64, n: usize) -> Vec<Case> {
+    const OPS: &[&str] = &[
+        "", "", "=", "!=", ">", "<", ">=", "=>", "<=", "=<", "~", "~>", "^", "^", "~",
+    ];
+    const ODD_OPS: &[&str] = &["==", "!", "=~", "^^", ">>"];
+    const PARTS: &[&str] = &["0", "1", "2", "3", "0", "1", "2", "10", "x", "*"];
+    const ODD_PARTS: &[&str] = &["X", "01", "18446744073709551616", "|", "a"];
+    const PRE: &[&str] = &[
+        "", "", "", "", "", "-0", "-alpha", "-rc.1", "-beta.2", "-1.x",
+    ];
+    const ODD_PRE: &[&str] = &["-01", "-a..b", "-", "-é"];
+    const META: &[&str] = &["", "", "", "", "+b", "+build.7"];
+    const JOIN: &[&str] = &[" ", ",", ", ", " || ", " || ", "||", " - ", " - "];
+    const ODD_JOIN: &[&str] = &["  ", "\t", " ,", ";", " -", "- ", "|"];
+    let mut rng = judge::grammar::Rng::new(seed);
+    let version = |rng: &mut judge::grammar::Rng, wild: bool| {
+        let mut v = String::new();
+        if rng.chance(20) {
+            v.push('v');
+        }
+        let four = usize::from(rng.chance(5));
+        let n = 1 + rng.below(3 + four);
+        for i in 0..n {
+            if i > 0 {
+                v.push('.');
+            }
+            let p = if rng.chance(3) {
+                rng.pick(ODD_PARTS)
+            } else {
+                rng.pick(PARTS)
+            };
+            v.push_str(if wild || p.chars().all(|c| c.is_ascii_digit()) {
+                p
+            } else {
+                "4"
+            });
+        }
+        v.push_str(if rng.chance(3) {
+            rng.pick(ODD_PRE)
+        } else {
+            rng.pick(PRE)
+        });
+        v.push_str(rng.pick(META));
+        v
+    };
+    let data = judge::grammar::data();
+    (0..n)
+        .map(|_| {
+            let mut c = String::new();
+            for i in 0..1 + rng.below(3) {
+                if i > 0 {
+                    c.push_str(if rng.chance(5) {
+                        rng.pick(ODD_JOIN)
+                    } else {
+                        rng.pick(JOIN)
+                    });
+                }
+                c.push_str(if rng.chance(3) {
+                    rng.pick(ODD_OPS)
+                } else {
+                    rng.pick(OPS)
+                });
+                if rng.chance(20) {
+                    c.push(' ');
+                }
+                c.push_str(&version(&mut rng, true));
+            }
+            if rng.chance(5) {
+                c = format!(" {c} ");
+            }
+            let v = version(&mut rng, false);
+            Case::new(
+                format!("{{{{ semverCompare {c:?} {v:?} }}}}|{{{{ semver {v:?} }}}}"),
+                data.clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn semver_random_constraints_match_go() {
+    let seed = std::env::var("JUDGE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
+    let cases = semver_random_cases(seed, 4_000);
+    let go = go_render(&cases);
+    let yes = go
+        .iter()
+        .filter(|g| matches!(g, Outcome::Output(o) if o.starts_with("true")))
+        .count();
+    let no = go
+        .iter()
+        .filter(|g| matches!(g, Outcome::Output(o) if o.starts_with("false")))
+        .count();
+    eprintln!(
+        "semver: {} cases, Go said true {yes}, false {no}",
+        cases.len()
+    );
+    assert!(yes > 200 && no > 200);
+    let diffs = differences(&cases, &go);
+    let shown: Vec<&String> = diffs.iter().take(40).collect();
+    assert!(
+        diffs.is_empty(),
+        "{} of {} differ from Go (first 40):\n{}",
+        diffs.len(),
+        cases.len(),
+        shown
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

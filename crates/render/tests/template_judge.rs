@@ -891,8 +891,22 @@ fn clock_cases(seed: u64, n: usize) -> Vec<Case> {
     assert_eq!(funcs.len(), CLOCK.len());
     let mut g = Gen::new(seed, &funcs);
     let data = judge::grammar::data();
-    (0..n)
-        .map(|_| Case::new(g.template(), data.clone()))
+    let fixed = [
+        "{{ now }}",
+        "{{ now.Year }} {{ now.Month }} {{ now.Weekday }} {{ now.YearDay }} {{ now.Nanosecond }}",
+        "{{ now.UTC }} {{ now.Local }} {{ (now).Unix }} {{ now.UnixNano }} {{ now.IsZero }}",
+        "{{ now | toJson }} {{ now | typeOf }} {{ now | kindOf }} {{ now | toString }}",
+        "{{ now | date_modify \"1h\" | ago }} {{ now | dateModify \"-25h\" | durationRound }}",
+        "{{ now.Add 1 }} {{ now.AddDate 0 0 1 }} {{ now.Format \"Mon Jan _2 15:04:05.000 MST 2006\" }}",
+        "{{ $t := now }}{{ $t.Equal $t }} {{ eq $t $t }} {{ $t.Before now }} {{ now.After $t }} {{ $t.Compare $t }}",
+        "{{ htmlDate now }} {{ htmlDateInZone now \"Asia/Kolkata\" }} {{ now | unixEpoch }}",
+        "{{ printf \"%v|%s|%q\" now now now }} {{ list now now }} {{ dict \"t\" now | toJson }}",
+        "{{ date \"2006\" \"x\" }} {{ date \"2006\" nil }} {{ date \"2006\" 1.5 }} {{ ago \"x\" }} {{ ago 0 }}",
+    ];
+    fixed
+        .iter()
+        .map(|t| Case::new(*t, data.clone()))
+        .chain((0..n).map(|_| Case::new(g.template(), data.clone())))
         .collect()
 }
 
@@ -903,6 +917,7 @@ fn clock_functions_match_go_by_shape() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(15);
     let cases = clock_cases(seed, CLOCK_GENERATED);
+    assert!(cases.len() > CLOCK_GENERATED);
     let go = go_render(&cases);
     let mut outputs = 0;
     let mut diffs = Vec::new();

@@ -1121,6 +1121,95 @@ pub(crate) fn parse_local(layout: &str, value: &str) -> Result<GoTime, String> {
 mod tests {
     use super::*;
 
+    /// Random layouts and values made of layout elements, digits, signs and bytes of every kind:
+    /// parsing and formatting never panic.
+    #[test]
+    fn random_layouts_never_panic() {
+        const BITS: &[&str] = &[
+            "2006",
+            "06",
+            "01",
+            "1",
+            "Jan",
+            "January",
+            "02",
+            "2",
+            "_2",
+            "__2",
+            "002",
+            "15",
+            "03",
+            "3",
+            "04",
+            "4",
+            "05",
+            "5",
+            "PM",
+            "pm",
+            "MST",
+            "-0700",
+            "-07:00",
+            "-07",
+            "-070000",
+            "-07:00:00",
+            "Z0700",
+            "Z07:00",
+            "Z07",
+            "Z070000",
+            "Z07:00:00",
+            ".000",
+            ".999",
+            ",9",
+            "Mon",
+            "Monday",
+            " ",
+            "-",
+            "+",
+            ":",
+            ".",
+            ",",
+            "Z",
+            "GMT",
+            "GMT+3",
+            "UTC",
+            "ChST",
+            "é",
+            "\u{0}",
+            "9999999999999999999",
+            "60",
+            "366",
+            "24",
+            "12",
+            "00",
+            "AM",
+            "T",
+            "_",
+        ];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        for _ in 0..50_000 {
+            let mut layout = String::new();
+            let mut value = String::new();
+            for _ in 0..next(6) {
+                layout.push_str(BITS[next(BITS.len())]);
+            }
+            for _ in 0..next(8) {
+                value.push_str(BITS[next(BITS.len())]);
+            }
+            if let Ok(t) = parse_local(&layout, &value) {
+                let _ = t.format(&layout);
+                let _ = t.add_date(1, -13, 40).go_string();
+            }
+            let t = GoTime::unix(i64::try_from(next(1 << 40)).unwrap_or(0) - (1 << 39));
+            let _ = t.format(&value);
+        }
+    }
+
     #[test]
     fn extremes_do_not_panic() {
         let t = GoTime::unix(i64::MAX).add(i64::MAX);

@@ -477,6 +477,59 @@ mod tests {
         assert!(grammar().is_ok());
     }
 
+    /// Random constraints and versions of grammar pieces and odd bytes never panic.
+    #[test]
+    fn random_constraints_never_panic() {
+        const BITS: &[&str] = &[
+            "1",
+            "0",
+            "x",
+            "*",
+            "X",
+            ".",
+            "-",
+            "+",
+            "v",
+            "^",
+            "~",
+            ">",
+            "<",
+            "=",
+            "!",
+            "|",
+            "||",
+            ",",
+            " ",
+            "\t",
+            "rc",
+            "é",
+            "18446744073709551616",
+            "01",
+            "a",
+            "..",
+        ];
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        for _ in 0..20_000 {
+            let (mut c, mut v) = (String::new(), String::new());
+            for _ in 0..next(10) {
+                c.push_str(BITS[next(BITS.len())]);
+            }
+            for _ in 0..next(8) {
+                v.push_str(BITS[next(BITS.len())]);
+            }
+            let _ = semver_compare(&c, &v);
+            if let Ok(p) = Version::parse(&v) {
+                let _ = (p.inc("IncPatch"), p.set("SetMetadata", &c), p.go_string());
+            }
+        }
+    }
+
     #[test]
     fn masterminds_rules() {
         let yes = |c: &str, v: &str| semver_compare(c, v).expect("valid");

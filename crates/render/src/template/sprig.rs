@@ -1439,6 +1439,71 @@ fn decimal_op(
     }))
 }
 
+/// Go's `math.Ldexp`: `frac` × 2^`exp`, with one rounding where the result is subnormal.
+fn go_ldexp(frac: f64, exp: i64) -> f64 {
+    if frac == 0.0 || !frac.is_finite() {
+        return frac;
+    }
+    let (mut frac, mut exp) = (frac, exp);
+    if frac.abs() < f64::MIN_POSITIVE {
+        frac *= (1u64 << 52) as f64;
+        exp -= 52;
+    }
+    let bits = frac.to_bits();
+    exp += ((bits >> 52) & 0x7ff) as i64 - 1023;
+    if exp < -1075 {
+        return 0f64.copysign(frac);
+    }
+    if exp > 1023 {
+        return f64::INFINITY.copysign(frac);
+    }
+    let mut m = 1.0;
+    if exp < -1022 {
+        exp += 53;
+        m = 1.0 / (1u64 << 53) as f64;
+    }
+    let bits = (bits & !(0x7ff << 52)) | (((exp + 1023) as u64) << 52);
+    m * f64::from_bits(bits)
+}
+
+/// Go's `math.Pow(10, y)` for an integer `y`: repeated squaring of the mantissa and one final
+/// scaling, which differs from the C library's `pow` in the last bit for some exponents
+/// (`round 1e3 97` is 1000 in Go).
+fn go_pow10(y: i64) -> f64 {
+    match y {
+        0 => return 1.0,
+        1 => return 10.0,
+        i64::MIN => return 0.0,
+        _ => {}
+    }
+    // 10 = 0.625 × 2^4
+    let (mut a1, mut ae) = (1.0f64, 0i64);
+    let (mut x1, mut xe) = (0.625f64, 4i64);
+    let mut i = y.unsigned_abs();
+    while i != 0 {
+        if !(-(1 << 12)..=(1 << 12)).contains(&xe) {
+            ae += xe;
+            break;
+        }
+        if i & 1 == 1 {
+            a1 *= x1;
+            ae += xe;
+        }
+        x1 *= x1;
+        xe <<= 1;
+        if x1 < 0.5 {
+            x1 += x1;
+            xe -= 1;
+        }
+        i >>= 1;
+    }
+    if y < 0 {
+        a1 = 1.0 / a1;
+        ae = -ae;
+    }
+    go_ldexp(a1, ae)
+}
+
 /// sprig's `round`.
 fn round(a: &[Value]) -> Result<Value, String> {
     let on = match a.get(2) {
@@ -1446,7 +1511,7 @@ fn round(a: &[Value]) -> Result<Value, String> {
         _ => 0.5,
     };
     let val = to_float64(&a[0]);
-    let pow = 10f64.powf(int(&a[1]) as f64);
+    let pow = go_pow10(int(&a[1]));
     let digit = pow * val;
     let frac = digit - digit.trunc();
     let r = if frac >= on {

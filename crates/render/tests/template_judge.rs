@@ -1220,6 +1220,10 @@ fn round_matches_go_at_every_power() {
         "{} of {} differ from Go (first 20):\n{}",
         diffs.len(),
         cases.len(),
-        shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+        shown
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }

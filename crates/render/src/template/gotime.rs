@@ -1002,7 +1002,11 @@ pub(crate) fn parse_local(layout: &str, value: &str) -> Result<GoTime, String> {
                     zone_name = v.get(..n)?.to_owned();
                     v = &v[n..];
                 }
-                Std::Frac { digits, .. } if matches!(std, Std::Frac { trim: false, .. }) => {
+                Std::Frac {
+                    trim: false,
+                    digits,
+                    ..
+                } => {
                     let n = 1 + digits;
                     if v.len() < n {
                         return None;

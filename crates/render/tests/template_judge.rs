@@ -775,6 +775,8 @@ fn date_and_semver_cases() -> Vec<Case> {
         "{{ eq (toDate \"2006\" \"2024\") (toDate \"2006\" \"2024\") }}",
         "{{ eq (toDate \"2006\" \"2024\") nil }}",
         "{{ eq (toDate \"2006\" \"2024\") 1 }}",
+        "{{ ne (toDate \"2006\" \"2024\") (semver \"v1.2\").IncMinor }} {{ eq (semver \"1\").IncMinor (toDate \"2006\" \"2024\") }}",
+        "{{ eq (toDate \"2006\" \"2024\") (semver \"1\") }}",
         "{{ lt (toDate \"2006\" \"2024\") (toDate \"2006\" \"2025\") }}",
         "{{ if toDate \"2006\" \"x\" }}t{{ end }}{{ empty (toDate \"2006\" \"x\") }}{{ default 1 (semver \"1.0\") }}",
         "{{ list (semver \"1.0\") (toDate \"2006\" \"2024\") }}",

@@ -740,6 +740,10 @@ fn eq_one(a: &Value, b: &Value) -> Result<bool, String> {
         // A struct compares by value, a pointer by identity.
         (Value::Time(x), Value::Time(y)) => x.identical(y),
         (Value::Version(x), Value::Version(y)) if x.by_value && y.by_value => x == y,
+        // Two structs of different types: Go's `==` on their interfaces is false.
+        (Value::Time(_), Value::Version(v)) | (Value::Version(v), Value::Time(_)) if v.by_value => {
+            false
+        }
         (Value::Version(x), Value::Version(y)) if x.by_value != y.by_value => {
             return Err(BAD_COMPARISON.into());
         }

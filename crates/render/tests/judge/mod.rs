@@ -281,7 +281,10 @@ pub fn classify(diffs: Vec<Difference>) -> (Vec<(&'static str, usize)>, Vec<Stri
     for d in diffs {
         let why = match (&d.1, &d.2) {
             (Outcome::Output(_), Outcome::Exec(e))
-                if e.contains("too long") || e.contains("too large") || e.contains("limit") =>
+                if e.contains("too long")
+                    || e.contains("too large")
+                    || e.contains("limit")
+                    || e.contains("too deep") =>
             {
                 Some("our engine's limits (work, output, list and string sizes) are far below Go's")
             }

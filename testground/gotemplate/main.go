@@ -10,6 +10,8 @@
 // with data as dot. JSON integers that fit an int64 become Go ints, other numbers float64s: the same values the
 // Rust engine makes of the same JSON (crates/render/src/template/value.rs). Output is capped at 16 MiB (the Rust
 // engine's limit): beyond it, execution fails. A panic escaping text/template is reported as phase "panic".
+// A case that runs longer than caseTimeout (sprig's deepCopy of a map that holds itself never
+// returns) ends the process with the answers so far, as a case that crashes Go does.
 package main
 
 import (
@@ -25,11 +27,15 @@ import (
 	"sort"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/Masterminds/sprig/v3"
 )
 
 const maxOutput = 16 << 20
+
+// caseTimeout bounds one case; the slowest real case takes milliseconds.
+const caseTimeout = 5 * time.Second
 
 type input struct {
 	Name     string          `json:"name"`
@@ -143,7 +149,15 @@ func main() {
 			if jerr := json.Unmarshal(line, &in); jerr != nil {
 				res = result{Phase: "input", Error: jerr.Error()}
 			} else {
-				res = run(in)
+				done := make(chan result, 1)
+				go func() { done <- run(in) }()
+				select {
+				case res = <-done:
+				case <-time.After(caseTimeout):
+					w.Flush()
+					fmt.Fprintln(os.Stderr, "gotemplate: a case ran longer than", caseTimeout)
+					os.Exit(3)
+				}
 			}
 			if eerr := enc.Encode(res); eerr != nil {
 				fmt.Fprintln(os.Stderr, "gotemplate:", eerr)

@@ -12,10 +12,22 @@ use serde_json::{Value as Json, json};
 #[test]
 fn golden_cases_render_as_go_does() {
     let text = include_str!("golden/template.jsonl");
+    // Go's outputs were made where the local time zone is UTC (as in CI and in containers); the
+    // date cases print local times, so they are checked only on such a machine.
+    let local = parse("t", "{{ date \"MST -0700\" 0 }}")
+        .and_then(|t| t.execute(&json!({})))
+        .unwrap_or_default();
+    let local_is_utc = local == "UTC +0000";
+    if !local_is_utc {
+        eprintln!("the local time zone is not UTC ({local}): the date cases are not checked");
+    }
     let mut failures = Vec::new();
     let mut n = 0;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let v: Json = serde_json::from_str(line).expect("golden line is JSON");
+        if !local_is_utc && v["group"] == json!("dates_and_semver") {
+            continue;
+        }
         let tmpl = v["template"].as_str().expect("template");
         let go = &v["go"];
         n += 1;

@@ -6,6 +6,7 @@ use std::fmt::Display;
 
 use super::fmt::{go_quote, print_action_value};
 use super::funcs::{self, Func, Param};
+use super::gotime::{GoTime, Loc};
 use super::parse::{Arg, ArgKind, Branch, Command, List, Node, Number, Pipe, TemplateCall};
 use super::value::{
     MAP_COST, MAX_STRING, Value, budget_exhausted, budget_reason, budget_reset, charge,
@@ -479,7 +480,7 @@ impl<'t> State<'t> {
         fin: Option<Value>,
     ) -> R<Value> {
         self.at = At::Arg(field);
-        self.eval_field_chain(dot.clone(), idents, args, fin)
+        self.eval_field_chain(dot, dot.clone(), idents, args, fin)
     }
 
     fn eval_chain_node(
@@ -497,7 +498,7 @@ impl<'t> State<'t> {
         }
         let pipe = self.eval_arg(dot, None, node)?;
         self.at = At::Arg(chain);
-        self.eval_field_chain(pipe, fields, args, fin)
+        self.eval_field_chain(dot, pipe, fields, args, fin)
     }
 
     fn eval_variable_node(
@@ -508,21 +509,21 @@ impl<'t> State<'t> {
         args: &'t [Arg],
         fin: Option<Value>,
     ) -> R<Value> {
-        let _ = dot;
         self.at = At::Arg(var);
         let value = self.var_value(idents.first().map_or("$", String::as_str))?;
         if idents.len() == 1 {
             self.not_a_function(args, &fin)?;
             return Ok(value);
         }
-        self.eval_field_chain(value, &idents[1..], args, fin)
+        self.eval_field_chain(dot, value, &idents[1..], args, fin)
     }
 
     fn eval_field_chain(
         &mut self,
+        dot: &Value,
         receiver: Value,
         idents: &[String],
-        args: &[Arg],
+        args: &'t [Arg],
         fin: Option<Value>,
     ) -> R<Value> {
         let Some((last, init)) = idents.split_last() else {
@@ -531,18 +532,19 @@ impl<'t> State<'t> {
         let mut receiver = receiver;
         let mut boxed = false;
         for name in init {
-            receiver = self.eval_field(name, &[], None, receiver, boxed)?;
+            receiver = self.eval_field(dot, name, &[], None, receiver, boxed)?;
             boxed = true;
         }
-        self.eval_field(last, args, fin, receiver, boxed)
+        self.eval_field(dot, last, args, fin, receiver, boxed)
     }
 
     /// One `.name` step. `boxed`: the receiver came out of a map or list, so Go sees its static
     /// type `interface {}` in messages.
     fn eval_field(
         &mut self,
+        dot: &Value,
         name: &str,
-        args: &[Arg],
+        args: &'t [Arg],
         fin: Option<Value>,
         receiver: Value,
         boxed: bool,
@@ -558,6 +560,7 @@ impl<'t> State<'t> {
                 }
                 Ok(m.borrow().get(name).cloned().unwrap_or(Value::Missing))
             }
+            Value::Time(_) | Value::Version(_) => self.eval_method(dot, name, args, fin, &receiver),
             other => {
                 let typ = if boxed {
                     "interface {}"
@@ -567,6 +570,148 @@ impl<'t> State<'t> {
                 Err(self.errorf(format!("can't evaluate field {name} in type {typ}")))
             }
         }
+    }
+
+    /// A method of `time.Time` or `*semver.Version` (the ones listed in docs/rendered-files.md);
+    /// `args[0]` is the method's name, as in Go's `evalCall`.
+    fn eval_method(
+        &mut self,
+        dot: &Value,
+        name: &str,
+        args: &'t [Arg],
+        fin: Option<Value>,
+        receiver: &Value,
+    ) -> R<Value> {
+        let takes: &[Param] = match (receiver, name) {
+            (Value::Time(_), "Format") => &[Param::Str],
+            (Value::Time(_), "Add") => &[Param::Duration],
+            (Value::Time(_), "AddDate") => &[Param::Int, Param::Int, Param::Int],
+            (Value::Time(_), "Before" | "After" | "Equal" | "Compare") => &[Param::Time],
+            (
+                Value::Version(v),
+                "LessThan" | "LessThanEqual" | "GreaterThan" | "GreaterThanEqual" | "Equal"
+                | "Compare",
+            ) if !v.by_value => &[Param::Version],
+            (Value::Version(_), "IncMajor" | "IncMinor" | "IncPatch") => &[],
+            (Value::Version(_), "SetPrerelease" | "SetMetadata") => &[Param::Str],
+            (Value::Version(v), "Original") if !v.by_value => &[],
+            (
+                Value::Time(_),
+                "Year" | "Day" | "Hour" | "Minute" | "Second" | "Nanosecond" | "YearDay" | "Unix"
+                | "UnixMilli" | "UnixMicro" | "UnixNano" | "Month" | "Weekday" | "UTC" | "Local"
+                | "IsZero" | "String",
+            )
+            | (
+                Value::Version(_),
+                "Major" | "Minor" | "Patch" | "Prerelease" | "Metadata" | "String",
+            ) => &[],
+            _ => {
+                return Err(self.errorf(format!(
+                    "can't evaluate field {name} in type {}",
+                    receiver.type_name()
+                )));
+            }
+        };
+        let given = args.len().saturating_sub(1) + usize::from(fin.is_some());
+        if given != takes.len() {
+            return Err(self.errorf(format!(
+                "wrong number of args for {name}: want {} got {given}",
+                takes.len()
+            )));
+        }
+        let mut argv = Vec::with_capacity(given);
+        for (arg, p) in args.iter().skip(1).zip(takes) {
+            argv.push(self.eval_arg(dot, Some(*p), arg)?);
+        }
+        if let Some(fin) = fin {
+            argv.push(self.validate_type(fin, takes.last().copied())?);
+        }
+        let int_arg = |i: usize| match argv.get(i) {
+            Some(Value::Int(n) | Value::Int64(n)) => *n,
+            _ => 0,
+        };
+        Ok(match receiver {
+            Value::Time(t) => match name {
+                "Format" => {
+                    Value::Str(t.format(argv.first().and_then(Value::as_str).unwrap_or("")))
+                }
+                "Add" => Value::Time(std::rc::Rc::new(t.add(int_arg(0)))),
+                "AddDate" => Value::Time(std::rc::Rc::new(t.add_date(
+                    int_arg(0),
+                    int_arg(1),
+                    int_arg(2),
+                ))),
+                "Before" | "After" | "Equal" | "Compare" => {
+                    let Some(Value::Time(u)) = argv.first() else {
+                        return Ok(Value::Missing);
+                    };
+                    let c = t.compare(u);
+                    match name {
+                        "Before" => Value::Bool(c.is_lt()),
+                        "After" => Value::Bool(c.is_gt()),
+                        "Equal" => Value::Bool(c.is_eq()),
+                        _ => Value::Int(c as i64),
+                    }
+                }
+                "Unix" | "UnixMilli" | "UnixMicro" | "UnixNano" => {
+                    Value::Int64(t.field(name).unwrap_or(0))
+                }
+                "Month" => Value::str(t.month_name()),
+                "Weekday" => Value::str(t.weekday_name()),
+                "UTC" => Value::Time(std::rc::Rc::new(GoTime {
+                    mono: None,
+                    ..t.with_loc(Loc::Utc)
+                })),
+                "Local" => Value::Time(std::rc::Rc::new(GoTime {
+                    mono: None,
+                    ..t.with_loc(Loc::Local)
+                })),
+                "IsZero" => Value::Bool(t.is_zero()),
+                "String" => Value::Str(t.go_string()),
+                _ => Value::Int(t.field(name).unwrap_or(0)),
+            },
+            Value::Version(v) => match name {
+                "LessThan" | "LessThanEqual" | "GreaterThan" | "GreaterThanEqual" | "Equal"
+                | "Compare" => {
+                    let Some(Value::Version(o)) = argv.first() else {
+                        if name == "Equal" {
+                            return Ok(Value::Bool(false));
+                        }
+                        // A nil *Version: Go's method dereferences it and panics.
+                        return Err(self.errorf(format!(
+                            "error calling {name}: runtime error: invalid memory address or nil pointer dereference"
+                        )));
+                    };
+                    let c = v.compare(o);
+                    match name {
+                        "LessThan" => Value::Bool(c.is_lt()),
+                        "LessThanEqual" => Value::Bool(c.is_le()),
+                        "GreaterThan" => Value::Bool(c.is_gt()),
+                        "GreaterThanEqual" => Value::Bool(c.is_ge()),
+                        "Equal" => Value::Bool(c.is_eq()),
+                        _ => Value::Int(c as i64),
+                    }
+                }
+                "IncMajor" | "IncMinor" | "IncPatch" => {
+                    Value::Version(std::rc::Rc::new(v.inc(name)))
+                }
+                "SetPrerelease" | "SetMetadata" => {
+                    let to = argv.first().and_then(Value::as_str).unwrap_or("");
+                    match v.set(name, to) {
+                        Ok(next) => Value::Version(std::rc::Rc::new(next)),
+                        Err(e) => return Err(self.errorf(format!("error calling {name}: {e}"))),
+                    }
+                }
+                "Major" => Value::Int64(v.major as i64),
+                "Minor" => Value::Int64(v.minor as i64),
+                "Patch" => Value::Int64(v.patch as i64),
+                "Prerelease" => Value::str(v.pre.clone()),
+                "Metadata" => Value::str(v.metadata.clone()),
+                "Original" => Value::str(v.original.clone()),
+                _ => Value::Str(v.go_string()),
+            },
+            _ => Value::Missing,
+        })
     }
 
     fn eval_function(
@@ -668,7 +813,7 @@ impl<'t> State<'t> {
             (Param::Reflect, v) => Ok(v),
             (Param::Any, Value::Missing) => Ok(Value::Null),
             (Param::Any, v) => Ok(v),
-            (Param::Map, Value::Missing) => Ok(Value::Missing),
+            (Param::Map | Param::Version, Value::Missing) => Ok(Value::Missing),
             (_, Value::Missing) => Err(self.errorf(format!("invalid value; expected {expected}"))),
             (_, Value::Null) => Err(self.errorf(format!(
                 "wrong type for value; expected {expected}; got interface {{}}"
@@ -677,7 +822,9 @@ impl<'t> State<'t> {
             | (Param::Int, v @ Value::Int(_))
             | (Param::Float, v @ Value::Float(_))
             | (Param::Bool, v @ Value::Bool(_))
-            | (Param::Map, v @ Value::Map(_)) => Ok(v),
+            | (Param::Map, v @ Value::Map(_))
+            | (Param::Time, v @ Value::Time(_))
+            | (Param::Version, v @ Value::Version(_)) => Ok(v),
             (_, v) => Err(self.errorf(format!(
                 "wrong type for value; expected {expected}; got {}",
                 v.type_name()
@@ -717,6 +864,10 @@ impl<'t> State<'t> {
             }
             ArgKind::Number(n) => {
                 return match param {
+                    Some(Param::Duration) => match n.int {
+                        Some(i) => Ok(Value::Int64(i)),
+                        None => Err(self.errorf(format!("expected integer; found {arg}"))),
+                    },
                     Some(Param::Int) => match n.int {
                         Some(i) => Ok(Value::Int(i)),
                         None => Err(self.errorf(format!("expected integer; found {arg}"))),

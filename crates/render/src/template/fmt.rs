@@ -394,6 +394,18 @@ impl Printer {
                 }
                 self.buf.push(']');
             }
+            // Both are `fmt.Stringer`s, which `%v`, `%s`, `%q`, `%x` and `%X` print.
+            Value::Time(_) | Value::Version(_) => {
+                let s = match v {
+                    Value::Time(t) => t.go_string(),
+                    Value::Version(ver) => ver.go_string(),
+                    _ => String::new(),
+                };
+                match verb {
+                    'v' | 's' | 'q' | 'x' | 'X' => self.fmt_string(&s, verb, v),
+                    _ => self.bad_verb(verb, &Value::Str(s)),
+                }
+            }
         }
     }
 

@@ -26,6 +26,12 @@ pub(crate) enum Param {
     Bool,
     /// `map[string]interface{}`: nil arrives as [`Value::Missing`].
     Map,
+    /// `time.Time`.
+    Time,
+    /// `time.Duration` (methods of times): integer constants only.
+    Duration,
+    /// `*semver.Version` (methods of versions): nil arrives as [`Value::Missing`].
+    Version,
 }
 
 impl Param {
@@ -38,11 +44,17 @@ impl Param {
             Param::Float => "float64",
             Param::Bool => "bool",
             Param::Map => "map[string]interface {}",
+            Param::Time => "time.Time",
+            Param::Duration => "time.Duration",
+            Param::Version => "*semver.Version",
         }
     }
 
     pub(crate) fn can_be_nil(self) -> bool {
-        matches!(self, Param::Any | Param::Reflect | Param::Map)
+        matches!(
+            self,
+            Param::Any | Param::Reflect | Param::Map | Param::Version
+        )
     }
 }
 
@@ -264,6 +276,7 @@ fn all() -> impl Iterator<Item = &'static Func> {
         .chain(super::sprig::FLOATS)
         .chain(super::sprig::CASES)
         .chain(super::sprig::DURATIONS)
+        .chain(super::sprig::DATES)
 }
 
 /// What Go's runtime says when sprig calls `reflect.TypeOf(nil).Kind()`.
@@ -286,6 +299,9 @@ pub(crate) fn kind_name(v: &Value) -> &'static str {
         Value::Str(_) => "string",
         Value::List(_) => "slice",
         Value::Map(_) => "map",
+        Value::Time(_) => "struct",
+        Value::Version(v) if v.by_value => "struct",
+        Value::Version(_) => "ptr",
     }
 }
 
@@ -325,6 +341,8 @@ pub(crate) fn deep_equal(a: &Value, b: &Value, depth: usize) -> bool {
         (Value::Int(x), Value::Int(y)) | (Value::Int64(x), Value::Int64(y)) => x == y,
         (Value::Float(x), Value::Float(y)) => x == y,
         (Value::Str(x), Value::Str(y)) => x == y,
+        (Value::Time(x), Value::Time(y)) => x.deep_equal(y),
+        (Value::Version(x), Value::Version(y)) => x == y,
         (Value::List(x), Value::List(y)) => {
             x.len() == y.len()
                 && x.iter()
@@ -719,6 +737,17 @@ fn eq_one(a: &Value, b: &Value) -> Result<bool, String> {
         (Value::List(x), Value::List(y)) if x.is_nil_slice() || y.is_nil_slice() => {
             x.is_nil_slice() == y.is_nil_slice()
         }
+        // A struct compares by value, a pointer by identity.
+        (Value::Time(x), Value::Time(y)) => x.identical(y),
+        (Value::Version(x), Value::Version(y)) if x.by_value && y.by_value => x == y,
+        // Two structs of different types: Go's `==` on their interfaces is false.
+        (Value::Time(_), Value::Version(v)) | (Value::Version(v), Value::Time(_)) if v.by_value => {
+            false
+        }
+        (Value::Version(x), Value::Version(y)) if x.by_value != y.by_value => {
+            return Err(BAD_COMPARISON.into());
+        }
+        (Value::Version(x), Value::Version(y)) => std::rc::Rc::ptr_eq(x, y),
         _ => {
             let same_kind = std::mem::discriminant(&a) == std::mem::discriminant(&b);
             if !same_kind && !a.is_nil() && !b.is_nil() {

@@ -74,6 +74,13 @@ fn encode(out: &mut String, v: &Value, indent: Option<usize>, depth: usize) -> R
         Value::Int(i) | Value::Int64(i) => out.push_str(&i.to_string()),
         Value::Float(f) => push_float(out, *f)?,
         Value::Str(s) => push_string(out, s),
+        // `MarshalJSON` of both: RFC 3339 with nanoseconds, and `String()`.
+        Value::Time(t) => push_string(
+            out,
+            &t.rfc3339_nano()
+                .unwrap_or_else(|| t.format("2006-01-02T15:04:05.999999999Z07:00")),
+        ),
+        Value::Version(v) => push_string(out, &v.go_string()),
         Value::List(items) if items.is_nil_slice() => out.push_str("null"),
         Value::List(items) => {
             if items.is_empty() {

@@ -319,12 +319,7 @@ impl Parser<'_> {
                 Ok(Item::End)
             }
             Kind::Keyword(Keyword::If) => self.control(Ctl::If).map(Item::Node),
-            Kind::Keyword(Keyword::Range) => {
-                self.range_depth += 1;
-                let r = self.control(Ctl::Range);
-                self.range_depth -= 1;
-                r.map(Item::Node)
-            }
+            Kind::Keyword(Keyword::Range) => self.control(Ctl::Range).map(Item::Node),
             Kind::Keyword(Keyword::With) => self.control(Ctl::With).map(Item::Node),
             Kind::Keyword(Keyword::Template) => self.template_control().map(Item::Node),
             _ => {
@@ -375,7 +370,12 @@ impl Parser<'_> {
         let context = ctl.name();
         let pipe = self.pipeline(context, Kind::RightDelim)?;
         let pos = pipe.pos;
-        let (list, next) = self.item_list()?;
+        // `break` and `continue` belong to a range's body, not to its `else` (as in Go).
+        let in_range = usize::from(ctl == Ctl::Range);
+        self.range_depth += in_range;
+        let body = self.item_list();
+        self.range_depth -= in_range;
+        let (list, next) = body?;
         let else_list = match next {
             Item::End => None,
             Item::Else(else_pos) => {

@@ -3,16 +3,19 @@
 //! library functions it calls, checked against Go by `tests/template_judge.rs`.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
-use super::fmt::sprint;
+use super::fmt::{go_quote, sprint};
 use super::funcs::{
     Func, NIL_DEREF, Param, deep_equal, empty, kind_name, list_items, s, strslice, strval,
     to_float64, to_int64,
 };
+use super::gotime::{GoTime, Loc, load_location, parse_local};
 use super::json::{to_json, to_pretty_json, to_raw_json};
+use super::semver::{Version as SemVersion, semver_compare};
 use super::value::{MAX_STRING, Value, charge};
 
-use Param::{Any, Float, Int, Map, Str};
+use Param::{Any, Float, Int, Map, Str, Time};
 
 macro_rules! funcs {
     ($( $name:literal ( $($p:ident),* $(; ...$v:ident)? ) => $f:expr ),* $(,)?) => {
@@ -131,8 +134,17 @@ pub(crate) static MORE: &[Func] = funcs![
         let parts = go_splitn(s(&a[2]), s(&a[0]), int(&a[1]));
         Ok(Value::map(parts.into_iter().enumerate().map(|(i, p)| (format!("_{i}"), Value::Str(p))).collect()))
     },
-    "toStrings"(Any) => |a| Ok(Value::list(strslice(&a[0]).into_iter().map(Value::Str).collect())),
+    // A nil `[]string` comes back as it is (a nil `[]interface {}` as an empty list).
+    "toStrings"(Any) => |a| Ok(match &a[0] {
+        Value::List(l) if l.is_nil_strings() => a[0].clone(),
+        v => Value::list(strslice(v).into_iter().map(Value::Str).collect()),
+    }),
     "sortAlpha"(Any) => |a| {
+        if let Value::List(l) = &a[0]
+            && l.is_nil_strings()
+        {
+            return Ok(a[0].clone());
+        }
         let mut items = match &a[0] {
             Value::List(_) => strslice(&a[0]),
             Value::Missing | Value::Null => vec!["<nil>".to_owned()],
@@ -317,6 +329,9 @@ pub(crate) const ALIASES: &[(&str, &str)] = &[
     ("mustHas", "has"),
     ("mustChunk", "chunk"),
     ("mustSlice", "slice"),
+    ("date_in_zone", "dateInZone"),
+    ("date_modify", "dateModify"),
+    ("must_date_modify", "mustDateModify"),
 ];
 
 fn int(v: &Value) -> i64 {
@@ -709,7 +724,7 @@ fn deep_copy(v: &Value) -> Result<Value, String> {
         Value::Missing | Value::Null => {
             Err("reflect: call of reflect.Value.Type on zero Value".into())
         }
-        v => Ok(v.deep_clone()),
+        v => Ok(v.copystructure()),
     }
 }
 
@@ -1080,7 +1095,7 @@ pub(crate) static REGEX: &[Func] = funcs![
         let (r, t) = (go_regex(s(&a[0]))?, s(&a[1]));
         let found = go_find_all(&r, t, int(&a[2]));
         if found.is_empty() {
-            return Ok(Value::nil_list());
+            return Ok(Value::nil_strings());
         }
         Ok(strings_value(found.into_iter().map(|(x, y)| t[x..y].to_owned()).collect()))
     },
@@ -1090,7 +1105,7 @@ pub(crate) static REGEX: &[Func] = funcs![
         let n = int(&a[2]);
         let parts = go_regex_split(&go_regex(s(&a[0]))?, s(&a[1]), n);
         if n == 0 {
-            return Ok(Value::nil_list());
+            return Ok(Value::nil_strings());
         }
         Ok(strings_value(parts))
     },
@@ -1424,6 +1439,71 @@ fn decimal_op(
     }))
 }
 
+/// Go's `math.Ldexp`: `frac` × 2^`exp`, with one rounding where the result is subnormal.
+fn go_ldexp(frac: f64, exp: i64) -> f64 {
+    if frac == 0.0 || !frac.is_finite() {
+        return frac;
+    }
+    let (mut frac, mut exp) = (frac, exp);
+    if frac.abs() < f64::MIN_POSITIVE {
+        frac *= (1u64 << 52) as f64;
+        exp -= 52;
+    }
+    let bits = frac.to_bits();
+    exp += ((bits >> 52) & 0x7ff) as i64 - 1023;
+    if exp < -1075 {
+        return 0f64.copysign(frac);
+    }
+    if exp > 1023 {
+        return f64::INFINITY.copysign(frac);
+    }
+    let mut m = 1.0;
+    if exp < -1022 {
+        exp += 53;
+        m = 1.0 / (1u64 << 53) as f64;
+    }
+    let bits = (bits & !(0x7ff << 52)) | (((exp + 1023) as u64) << 52);
+    m * f64::from_bits(bits)
+}
+
+/// Go's `math.Pow(10, y)` for an integer `y`: repeated squaring of the mantissa and one final
+/// scaling, which differs from the C library's `pow` in the last bit for some exponents
+/// (`round 1e3 97` is 1000 in Go).
+fn go_pow10(y: i64) -> f64 {
+    match y {
+        0 => return 1.0,
+        1 => return 10.0,
+        i64::MIN => return 0.0,
+        _ => {}
+    }
+    // 10 = 0.625 × 2^4
+    let (mut a1, mut ae) = (1.0f64, 0i64);
+    let (mut x1, mut xe) = (0.625f64, 4i64);
+    let mut i = y.unsigned_abs();
+    while i != 0 {
+        if !(-(1 << 12)..=(1 << 12)).contains(&xe) {
+            ae += xe;
+            break;
+        }
+        if i & 1 == 1 {
+            a1 *= x1;
+            ae += xe;
+        }
+        x1 *= x1;
+        xe <<= 1;
+        if x1 < 0.5 {
+            x1 += x1;
+            xe -= 1;
+        }
+        i >>= 1;
+    }
+    if y < 0 {
+        a1 = 1.0 / a1;
+        ae = -ae;
+    }
+    go_ldexp(a1, ae)
+}
+
 /// sprig's `round`.
 fn round(a: &[Value]) -> Result<Value, String> {
     let on = match a.get(2) {
@@ -1431,7 +1511,7 @@ fn round(a: &[Value]) -> Result<Value, String> {
         _ => 0.5,
     };
     let val = to_float64(&a[0]);
-    let pow = 10f64.powf(int(&a[1]) as f64);
+    let pow = go_pow10(int(&a[1]));
     let digit = pow * val;
     let frac = digit - digit.trunc();
     let r = if frac >= on {
@@ -1801,6 +1881,7 @@ pub(crate) static DURATIONS: &[Func] = funcs![
         let d = match &a[0] {
             Value::Str(s) => go_parse_duration(s).unwrap_or(0),
             Value::Int64(n) => *n,
+            Value::Time(t) => t.since(),
             _ => 0,
         };
         let u = d.unsigned_abs();
@@ -1820,4 +1901,80 @@ pub(crate) static DURATIONS: &[Func] = funcs![
                 .map_or_else(|| "0s".to_owned(), |(n, unit)| format!("{}{unit}", u / n)),
         ))
     },
+];
+
+/// sprig's `dateInZone`: a `time.Time` or a Unix time in seconds (`int`, `int64`), anything
+/// else the current time, in the zone named (UTC where there is none of that name).
+fn date_in_zone(layout: &str, date: &Value, zone: &str) -> String {
+    let t = match date {
+        Value::Time(t) => (**t).clone(),
+        Value::Int(n) | Value::Int64(n) => GoTime::unix(*n),
+        _ => GoTime::now(),
+    };
+    let loc = load_location(zone).unwrap_or(Loc::Utc);
+    t.with_loc(loc).format(layout)
+}
+
+fn time_arg(v: &Value) -> GoTime {
+    match v {
+        Value::Time(t) => (**t).clone(),
+        _ => GoTime::zero(),
+    }
+}
+
+fn time_value(t: GoTime) -> Value {
+    Value::Time(Rc::new(t))
+}
+
+/// Go's `time.Duration.Round(time.Second)`.
+fn round_to_second(d: i64) -> i64 {
+    const S: i64 = 1_000_000_000;
+    let r = d % S;
+    if d < 0 {
+        let r = -r;
+        if r + r < S {
+            return d + r;
+        }
+        d.checked_sub(S - r).unwrap_or(i64::MIN)
+    } else {
+        if r + r < S {
+            return d - r;
+        }
+        d.checked_add(S - r).unwrap_or(i64::MAX)
+    }
+}
+
+pub(crate) static DATES: &[Func] = funcs![
+    "now"() => |_| Ok(time_value(GoTime::now())),
+    "date"(Str, Any) => |a| Ok(Value::Str(date_in_zone(s(&a[0]), &a[1], "Local"))),
+    "dateInZone"(Str, Any, Str) => |a| Ok(Value::Str(date_in_zone(s(&a[0]), &a[1], s(&a[2])))),
+    "htmlDate"(Any) => |a| Ok(Value::Str(date_in_zone("2006-01-02", &a[0], "Local"))),
+    "htmlDateInZone"(Any, Str) => |a| Ok(Value::Str(date_in_zone("2006-01-02", &a[0], s(&a[1])))),
+    "dateModify"(Str, Time) => |a| {
+        let t = time_arg(&a[1]);
+        Ok(time_value(match go_parse_duration(s(&a[0])) {
+            Some(d) => t.add(d),
+            None => t,
+        }))
+    },
+    "mustDateModify"(Str, Time) => |a| {
+        let d = go_parse_duration(s(&a[0]))
+            .ok_or_else(|| format!("time: invalid duration {}", go_quote(s(&a[0]))))?;
+        Ok(time_value(time_arg(&a[1]).add(d)))
+    },
+    "toDate"(Str, Str) => |a| {
+        Ok(time_value(parse_local(s(&a[0]), s(&a[1])).unwrap_or_else(|_| GoTime::zero())))
+    },
+    "mustToDate"(Str, Str) => |a| Ok(time_value(parse_local(s(&a[0]), s(&a[1]))?)),
+    "unixEpoch"(Time) => |a| Ok(Value::Str(time_arg(&a[0]).sec.to_string())),
+    "ago"(Any) => |a| {
+        let t = match &a[0] {
+            Value::Time(t) => (**t).clone(),
+            Value::Int(n) | Value::Int64(n) => GoTime::unix(*n),
+            _ => GoTime::now(),
+        };
+        Ok(Value::Str(go_duration_string(round_to_second(t.since()))))
+    },
+    "semver"(Str) => |a| Ok(Value::Version(Rc::new(SemVersion::parse(s(&a[0]))?))),
+    "semverCompare"(Str, Str) => |a| Ok(Value::Bool(semver_compare(s(&a[0]), s(&a[1]))?)),
 ];

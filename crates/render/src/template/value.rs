@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use std::ops::Deref;
 use std::rc::Rc;
 
+use super::gotime::GoTime;
+use super::semver::Version as SemVersion;
+
 /// Deepest nesting the printer, the JSON encoder, `set`'s copy and comparisons descend into.
 /// (Building deeper values is cheap and harmless: containers are dropped iteratively.)
 pub(crate) const MAX_VALUE_DEPTH: usize = 128;
@@ -85,13 +88,29 @@ fn unnest(stack: &mut Vec<Value>) {
 
 /// The items of a list value (immutable, shared).
 #[derive(Debug, Default)]
-pub(crate) struct ListVal(Vec<Value>, bool);
+pub(crate) struct ListVal(Vec<Value>, Nil);
+
+/// Whether a list is Go's nil slice, and of which type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Nil {
+    #[default]
+    No,
+    /// A nil `[]interface {}` (`rest`, `initial`, `concat`).
+    Any,
+    /// A nil `[]string` (`regexFindAll`, `regexSplit`): `toStrings` hands it on as it is.
+    Strings,
+}
 
 impl ListVal {
     /// Whether this is Go's nil slice (what sprig returns for some empty results): it prints
     /// as `[]` but JSON-encodes as `null`.
     pub(crate) fn is_nil_slice(&self) -> bool {
-        self.1
+        self.1 != Nil::No
+    }
+
+    /// Whether this is a nil `[]string`.
+    pub(crate) fn is_nil_strings(&self) -> bool {
+        self.1 == Nil::Strings
     }
 }
 
@@ -146,16 +165,25 @@ pub(crate) enum Value {
     Str(String),
     List(Rc<ListVal>),
     Map(Rc<MapVal>),
+    /// Go `time.Time` (sprig's date functions).
+    Time(Rc<GoTime>),
+    /// `*semver.Version` (sprig's `semver`).
+    Version(Rc<SemVersion>),
 }
 
 impl Value {
     pub(crate) fn list(items: Vec<Value>) -> Value {
-        Value::List(Rc::new(ListVal(items, false)))
+        Value::List(Rc::new(ListVal(items, Nil::No)))
     }
 
     /// Go's nil slice: an empty list that JSON-encodes as `null`.
     pub(crate) fn nil_list() -> Value {
-        Value::List(Rc::new(ListVal(Vec::new(), true)))
+        Value::List(Rc::new(ListVal(Vec::new(), Nil::Any)))
+    }
+
+    /// Go's nil `[]string`.
+    pub(crate) fn nil_strings() -> Value {
+        Value::List(Rc::new(ListVal(Vec::new(), Nil::Strings)))
     }
 
     pub(crate) fn map(entries: BTreeMap<String, Value>) -> Value {
@@ -212,6 +240,9 @@ impl Value {
             Value::Str(_) => "string",
             Value::List(_) => "[]interface {}",
             Value::Map(_) => "map[string]interface {}",
+            Value::Time(_) => "time.Time",
+            Value::Version(v) if v.by_value => "semver.Version",
+            Value::Version(_) => "*semver.Version",
         }
     }
 
@@ -238,6 +269,8 @@ impl Value {
             Value::Str(s) => !s.is_empty(),
             Value::List(l) => !l.is_empty(),
             Value::Map(m) => !m.borrow().is_empty(),
+            // A struct and a non-nil pointer.
+            Value::Time(_) | Value::Version(_) => true,
         }
     }
 
@@ -245,15 +278,25 @@ impl Value {
     /// Costs one budget unit per node; an incomplete copy is returned once the budget is spent
     /// (the executor then fails).
     pub(crate) fn deep_clone(&self) -> Value {
-        self.deep_clone_at(0)
+        self.deep_clone_at(0, false)
     }
 
-    fn deep_clone_at(&self, depth: usize) -> Value {
+    /// sprig's `deepCopy` (mitchellh/copystructure): a deep copy in which a `*semver.Version`,
+    /// whose fields are unexported, becomes a new zero version (`0.0.0`).
+    pub(crate) fn copystructure(&self) -> Value {
+        self.deep_clone_at(0, true)
+    }
+
+    fn deep_clone_at(&self, depth: usize, zero_versions: bool) -> Value {
         if !visit(depth) {
             return Value::Missing;
         }
         match self {
-            Value::List(l) => Value::list(l.iter().map(|v| v.deep_clone_at(depth + 1)).collect()),
+            Value::List(l) => Value::list(
+                l.iter()
+                    .map(|v| v.deep_clone_at(depth + 1, zero_versions))
+                    .collect(),
+            ),
             Value::Map(m) => {
                 if !charge(MAP_COST - 1) {
                     return Value::Missing;
@@ -261,10 +304,14 @@ impl Value {
                 Value::map(
                     m.borrow()
                         .iter()
-                        .map(|(k, v)| (k.clone(), v.deep_clone_at(depth + 1)))
+                        .map(|(k, v)| (k.clone(), v.deep_clone_at(depth + 1, zero_versions)))
                         .collect(),
                 )
             }
+            Value::Version(v) if zero_versions => Value::Version(Rc::new(SemVersion {
+                by_value: v.by_value,
+                ..SemVersion::default()
+            })),
             v => v.clone(),
         }
     }

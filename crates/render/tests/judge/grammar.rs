@@ -47,6 +47,20 @@ pub enum Kind {
     List,
     Map,
     Other,
+    /// `time.Time`: expressions that make one (`toDate`, `dateModify`).
+    Time,
+    /// The date argument of `date`, `dateInZone`, `htmlDate…` (`interface {}`): a time or Unix
+    /// seconds, never anything else, because sprig formats the current time for anything else
+    /// (compared by property in `clock_functions_match_go_by_shape`).
+    DateArg,
+    /// Strings of particular shapes: Go layouts, zone names, durations, dates to parse, semver
+    /// constraints and versions.
+    Layout,
+    Zone,
+    Duration,
+    DateStr,
+    Constraint,
+    Version,
 }
 
 /// A function and its Go signature, parsed from `func(int, string) string`.
@@ -78,6 +92,7 @@ impl Sig {
                 "bool" => Kind::Bool,
                 "[]interface {}" | "[]string" => Kind::List,
                 "map[string]interface {}" => Kind::Map,
+                "time.Time" => Kind::Time,
                 _ => Kind::Other,
             };
             if dots {
@@ -86,6 +101,27 @@ impl Sig {
                 params.push(k);
             }
         }
+        // Arguments of the right shape for the date and semver functions (wrong kinds come
+        // from `arg`'s random kind, as for every function).
+        use Kind::{Constraint, DateArg, DateStr, Duration, Layout, Time, Version, Zone};
+        let shaped: Option<&[Kind]> = match name {
+            "date" => Some(&[Layout, DateArg]),
+            "dateInZone" | "date_in_zone" => Some(&[Layout, DateArg, Zone]),
+            "htmlDate" => Some(&[DateArg]),
+            "htmlDateInZone" => Some(&[DateArg, Zone]),
+            "dateModify" | "date_modify" | "mustDateModify" | "must_date_modify" => {
+                Some(&[Duration, Time])
+            }
+            "toDate" | "mustToDate" => Some(&[Layout, DateStr]),
+            "semver" => Some(&[Version]),
+            "semverCompare" => Some(&[Constraint, Version]),
+            _ => None,
+        };
+        if let Some(kinds) = shaped
+            && kinds.len() == params.len()
+        {
+            params = kinds.to_vec();
+        }
         Sig {
             name: name.to_owned(),
             params,
@@ -93,6 +129,101 @@ impl Sig {
         }
     }
 }
+
+/// Go layouts (with text that looks like their elements).
+pub const LAYOUTS: &[&str] = &[
+    "\"2006-01-02\"",
+    "\"2006-01-02 15:04:05\"",
+    "\"2006-01-02T15:04:05.999999999Z07:00\"",
+    "\"Mon Jan _2 15:04:05 MST 2006\"",
+    "\"02 Jan 06 15:04 -0700\"",
+    "\"3:04PM .000 __2 002\"",
+    "\"Monday January 2 -07:00:00 Z0700\"",
+    "\"15:04:05,999\"",
+    "\"Janet\"",
+    "\"\"",
+];
+/// Zone names: IANA ones, Go's special ones, and unknown ones (UTC in sprig).
+pub const ZONES: &[&str] = &[
+    "\"UTC\"",
+    "\"Local\"",
+    "\"\"",
+    "\"America/New_York\"",
+    "\"Asia/Kolkata\"",
+    "\"Australia/Lord_Howe\"",
+    "\"Europe/Berlin\"",
+    "\"Nowhere/City\"",
+    "\"europe/berlin\"",
+];
+pub const DURATIONS: &[&str] = &[
+    "\"1h\"",
+    "\"-90m\"",
+    "\"1.5s\"",
+    "\"2h45m3ms\"",
+    "\"\"",
+    "\"1d\"",
+    "\"x\"",
+    "\"-0\"",
+    "\"300us\"",
+];
+/// (layout, value) pairs are drawn separately: matching and mismatching ones.
+pub const DATE_STRS: &[&str] = &[
+    "\"2024-02-29\"",
+    "\"2024-02-29 13:14:15\"",
+    "\"2024-11-03T01:30:00.5-04:00\"",
+    "\"Sun Nov  3 01:30:00 EST 2024\"",
+    "\"03 Nov 24 01:30 +0530\"",
+    "\"1:30AM .250 307 307\"",
+    "\"2023-02-29\"",
+    "\"\"",
+    "\"Janet\"",
+];
+pub const CONSTRAINTS: &[&str] = &[
+    "\"^1.2\"",
+    "\"~1.2.3\"",
+    "\">= 1.2, < 2.0\"",
+    "\"1.2 - 1.4.5\"",
+    "\"<1.0 || >=3.0.0-beta\"",
+    "\"!=1.2.x\"",
+    "\"*\"",
+    "\">1.0.0-0\"",
+    "\"^0.0.3\"",
+    "\"1.x\"",
+    "\"=v1.2.3\"",
+    "\"\"",
+    "\"bad\"",
+];
+pub const VERSIONS: &[&str] = &[
+    "\"1.2.3\"",
+    "\"v1.2\"",
+    "\"1\"",
+    "\"1.3.0-beta.1\"",
+    "\"3.0.0-beta.2\"",
+    "\"0.0.3\"",
+    "\"1.4.5+b7\"",
+    "\"2.0.0\"",
+    "\"01.2.3\"",
+    "\"1.2.3.4\"",
+    "\"\"",
+    ".ver",
+];
+/// Instants: Unix seconds and the times `toDate` and `dateModify` make.
+pub const TIMES: &[&str] = &[
+    "(toDate \"2006-01-02\" \"2024-02-29\")",
+    "(toDate \"2006-01-02T15:04:05Z07:00\" \"2024-11-03T01:30:00.5-04:00\")",
+    "(toDate \"2006\" \"bad\")",
+    "(dateModify \"36h\" (toDate \"2006-01-02 15:04\" \"2024-03-09 22:00\"))",
+    "(mustToDate \"Jan 2 2006 MST\" \"Feb 3 2020 PST\")",
+    "((toDate \"2006-01-02 15:04\" \"2024-01-31 10:00\").AddDate 0 1 0)",
+    "(toDate \"2006-01-02 15:04 -0700\" \"2024-03-10 01:30 -0800\").UTC",
+];
+/// `*semver.Version` values (drawn with times wherever a `time.Time` or any value goes).
+const VERSION_VALUES: &[&str] = &[
+    "(semver \"1.2.3-rc.1+b\")",
+    "(semver .ver)",
+    "(semver \"v1.2\").IncMinor",
+];
+const UNIX: &[&str] = &["0", "1709210096", "-86401", ".i", "4102444800"];
 
 /// The data every generated template runs with: one of each kind.
 pub fn data() -> Json {
@@ -500,7 +631,19 @@ impl<'a> Gen<'a> {
         if self.funcs.is_empty() || self.rng.below(1000) < 3 {
             return "nosuch".into();
         }
-        let f = self.funcs[self.rng.below(self.funcs.len())].clone();
+        let mut f = self.funcs[self.rng.below(self.funcs.len())].clone();
+        // A piped value takes the last parameter: never a date argument, which would be the
+        // current time for anything but a time or an integer.
+        for _ in 0..8 {
+            let last = f.params.last().copied();
+            if !piped || f.variadic.is_some() || last != Some(Kind::DateArg) {
+                break;
+            }
+            f = self.funcs[self.rng.below(self.funcs.len())].clone();
+        }
+        if piped && f.variadic.is_none() && f.params.last() == Some(&Kind::DateArg) {
+            return "nosuch".into();
+        }
         let mut kinds: Vec<Kind> = f.params.clone();
         if let Some(v) = f.variadic {
             for _ in 0..self.rng.below(4) {
@@ -527,6 +670,13 @@ impl<'a> Gen<'a> {
     }
 
     fn arg(&mut self, kind: Kind, depth: usize) -> String {
+        if kind == Kind::DateArg {
+            return if self.rng.chance(60) {
+                self.rng.pick(TIMES).to_owned()
+            } else {
+                self.rng.pick(UNIX).to_owned()
+            };
+        }
         let kind = if self.rng.chance(15) {
             *self.rng.pick(&[
                 &Kind::Str,
@@ -560,6 +710,7 @@ impl<'a> Gen<'a> {
                 &Kind::List,
                 &Kind::Map,
                 &Kind::Other,
+                &Kind::Time,
             ])
         } else {
             kind
@@ -572,6 +723,15 @@ impl<'a> Gen<'a> {
             Kind::List => self.rng.pick(LISTS).to_owned(),
             Kind::Map => self.rng.pick(MAPS).to_owned(),
             Kind::Any | Kind::Other => self.rng.pick(ODD).to_owned(),
+            Kind::Time if self.rng.chance(20) => self.rng.pick(VERSION_VALUES).to_owned(),
+            Kind::Time => self.rng.pick(TIMES).to_owned(),
+            Kind::DateArg => self.rng.pick(UNIX).to_owned(),
+            Kind::Layout => self.rng.pick(LAYOUTS).to_owned(),
+            Kind::Zone => self.rng.pick(ZONES).to_owned(),
+            Kind::Duration => self.rng.pick(DURATIONS).to_owned(),
+            Kind::DateStr => self.rng.pick(DATE_STRS).to_owned(),
+            Kind::Constraint => self.rng.pick(CONSTRAINTS).to_owned(),
+            Kind::Version => self.rng.pick(VERSIONS).to_owned(),
         }
     }
 

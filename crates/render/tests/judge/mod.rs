@@ -250,6 +250,14 @@ const INTENDED: &[(&str, &str)] = &[
         "sprig's split returns map[string]string and Go refuses it for a map[string]interface {} parameter; our maps have one type",
     ),
     (
+        "interface {} is map[string]string",
+        "sprig's split returns map[string]string and Go refuses it for a map[string]interface {} parameter; our maps have one type",
+    ),
+    (
+        "encountered a cycle",
+        "a map cannot contain itself: sprig's set stores a copy here, where Go builds a cycle that its JSON encoder refuses",
+    ),
+    (
         "got []string",
         "sprig's string-list functions return []string and Go refuses it where another slice type is expected; our lists have one type",
     ),
@@ -277,7 +285,10 @@ pub fn classify(diffs: Vec<Difference>) -> (Vec<(&'static str, usize)>, Vec<Stri
     for d in diffs {
         let why = match (&d.1, &d.2) {
             (Outcome::Output(_), Outcome::Exec(e))
-                if e.contains("too long") || e.contains("too large") || e.contains("limit") =>
+                if e.contains("too long")
+                    || e.contains("too large")
+                    || e.contains("limit")
+                    || e.contains("too deep") =>
             {
                 Some("our engine's limits (work, output, list and string sizes) are far below Go's")
             }

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # A real Kubernetes control plane on this machine, for trying the Kubernetes mode and for the tests:
 # etcd, kube-apiserver and kube-controller-manager built from their Go modules (testground/k8s/build.sh,
-# cached outside the clone), all on 127.0.0.1, as processes (no containers, no node).
+# cached outside the clone), all on 127.0.0.1, as processes. With --node, also a node that runs pods.
 #
 #   scripts/cluster.sh up                 build if needed, start, wait for /readyz, print `export KUBECONFIG=…`
+#   scripts/cluster.sh up --node          and a node: kube-scheduler, containerd + runc, CNI bridge, kubelet,
+#                                         kube-proxy, CoreDNS, with connectors installed from deploy/ (image
+#                                         connectors:dev; also connectors-playground/tools:latest); needs root
 #   scripts/cluster.sh status             what runs, where, and whether the API server is ready
 #   scripts/cluster.sh down               stop everything and delete the cluster folder
 #   scripts/cluster.sh stop|start COMPONENT   stop or start one of etcd, kube-apiserver, kube-controller-manager
 #                                         (its data kept; the tests use this to take the API server away)
 #
 #   CLUSTER_DIR   the cluster's folder: certificates, etcd data, logs, kubeconfigs (default /tmp/connectors-cluster)
+#   NODE_CONNECTORS=0   with --node: do not install connectors (a bare node)
 #
 # The API server runs with --authorization-mode=Node,RBAC and signs ServiceAccount tokens with its own key, so
 # TokenReview, SubjectAccessReview, CRD validation, server-side apply and watches are the real thing.
@@ -23,6 +27,8 @@ CONTROLLERS="serviceaccount-controller,serviceaccount-token-controller,root-ca-c
 
 die() { echo "cluster: $*" >&2; exit 1; }
 log() { echo "cluster: $*" >&2; }
+# shellcheck source=scripts/cluster-node.sh
+. "$root/scripts/cluster-node.sh"
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -41,8 +47,8 @@ make_pki() {
             -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
         # API server serving certificate: every name a client inside or outside the cluster uses.
         openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj /CN=kube-apiserver 2>/dev/null
-        printf 'subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:%s\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n' \
-            "$SERVICE_IP" > apiserver.ext
+        printf 'subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:%s,IP:%s\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n' \
+            "$SERVICE_IP" "$NODE_IP" > apiserver.ext
         openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 365 \
             -extfile apiserver.ext 2>/dev/null
         # ServiceAccount token signing key pair.
@@ -106,10 +112,18 @@ start_etcd() {
 }
 
 start_apiserver() {
-    local pki="$CLUSTER_DIR/pki"
+    local pki="$CLUSTER_DIR/pki" advertise=127.0.0.1 node_flags=()
+    if [ "${NODE:-0}" = 1 ]; then
+        # Pods reach the API server at $NODE_IP (socat forward to 127.0.0.1); it reaches the kubelet with a cert.
+        advertise=$NODE_IP
+        # InternalIP only: the node's name resolves nowhere, and looking it up would send a query out.
+        node_flags=(--kubelet-client-certificate "$pki/apiserver-kubelet-client.crt"
+                    --kubelet-client-key "$pki/apiserver-kubelet-client.key"
+                    --kubelet-preferred-address-types InternalIP)
+    fi
     start_component kube-apiserver "$BIN/kube-apiserver" \
         --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-        --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+        --bind-address 127.0.0.1 --advertise-address "$advertise" --secure-port "$APISERVER_PORT" \
         --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
         --client-ca-file "$pki/ca.crt" \
         --authorization-mode Node,RBAC \
@@ -118,17 +132,19 @@ start_apiserver() {
         --service-cluster-ip-range "$SERVICE_CIDR" \
         --allow-privileged=true --profiling=false \
         --cert-dir "$CLUSTER_DIR/apiserver-certs" \
-        ${APISERVER_EXTRA_FLAGS:-}
+        "${node_flags[@]}" ${APISERVER_EXTRA_FLAGS:-}
 }
 
 start_controller_manager() {
-    local pki="$CLUSTER_DIR/pki"
+    local pki="$CLUSTER_DIR/pki" controllers=$CONTROLLERS
+    # A node runs workloads: Deployments, DaemonSets, Jobs, EndpointSlices, node lifecycle… (all defaults).
+    [ "${NODE:-0}" = 1 ] && controllers='*'
     start_component kube-controller-manager "$BIN/kube-controller-manager" \
         --kubeconfig "$CLUSTER_DIR/kube-controller-manager.kubeconfig" \
         --authentication-kubeconfig "$CLUSTER_DIR/kube-controller-manager.kubeconfig" \
         --authorization-kubeconfig "$CLUSTER_DIR/kube-controller-manager.kubeconfig" \
         --bind-address 127.0.0.1 --secure-port "$KCM_PORT" \
-        --controllers "$CONTROLLERS" \
+        --controllers "$controllers" \
         --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
         --use-service-account-credentials=true --leader-elect=false --authentication-skip-lookup=true \
         --cert-dir "$CLUSTER_DIR/kcm-certs"
@@ -157,6 +173,8 @@ load_env() {
 
 # --- commands --------------------------------------------------------------------------------------------
 cmd_up() {
+    local with_node=0
+    case "${1:-}" in --node) with_node=1 ;; "") ;; *) die "usage: $0 up [--node]" ;; esac
     if [ -f "$CLUSTER_DIR/cluster.env" ]; then
         load_env
         if running kube-apiserver; then
@@ -180,6 +198,11 @@ ENV
     make_pki
     kubeconfig "$CLUSTER_DIR/admin.kubeconfig" admin
     kubeconfig "$CLUSTER_DIR/kube-controller-manager.kubeconfig" kube-controller-manager
+    if [ "$with_node" = 1 ]; then
+        node_preflight
+        NODE=1
+        node_up
+    fi
     local start=$SECONDS
     start_etcd
     start_apiserver
@@ -188,6 +211,7 @@ ENV
     ln -sf "$BIN/kubectl" "$CLUSTER_DIR/kubectl"
     log "ready in $((SECONDS - start)) s: https://127.0.0.1:$APISERVER_PORT ($("$BIN/kube-apiserver" --version))"
     log "kubectl: $BIN/kubectl (also $CLUSTER_DIR/kubectl)"
+    if [ "$with_node" = 1 ]; then node_start; fi
     echo "export KUBECONFIG=$CLUSTER_DIR/admin.kubeconfig"
 }
 
@@ -204,6 +228,7 @@ cmd_status() {
     ready="$(curl -s --max-time 2 --cacert "$CLUSTER_DIR/pki/ca.crt" --cert "$CLUSTER_DIR/pki/admin.crt" \
         --key "$CLUSTER_DIR/pki/admin.key" "https://127.0.0.1:$APISERVER_PORT/readyz" || true)"
     echo "readyz:         ${ready:-no answer}"
+    if [ "${NODE:-0}" = 1 ]; then node_status; fi
     [ "$ready" = ok ]
 }
 
@@ -221,6 +246,9 @@ stop_component() {
 cmd_down() {
     [ -d "$CLUSTER_DIR" ] || { log "nothing in $CLUSTER_DIR"; return 0; }
     if [ -f "$CLUSTER_DIR/cluster.env" ]; then
+        # shellcheck disable=SC1091
+        . "$CLUSTER_DIR/cluster.env"
+        if [ "${NODE:-0}" = 1 ]; then node_down; fi
         for c in kube-controller-manager kube-apiserver etcd; do stop_component "$c"; done
     fi
     # Nothing of ours may stay mounted below the folder (the node tier mounts there).
@@ -247,11 +275,11 @@ cmd_start() {
 }
 
 case "${1:-}" in
-    up) cmd_up ;;
+    up) shift; cmd_up "$@" ;;
     status) cmd_status ;;
     down) cmd_down ;;
     stop) [ $# -eq 2 ] || die "usage: $0 stop COMPONENT"; cmd_stop "$2" ;;
     start) [ $# -eq 2 ] || die "usage: $0 start COMPONENT"; cmd_start "$2" ;;
-    -h|--help|help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' ;;
-    *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    -h|--help|help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' ;;
+    *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -4,6 +4,7 @@
 
 mod check_cmd;
 mod controller_cmd;
+mod credential_provider_cmd;
 mod csi_cmd;
 mod csi_kube;
 mod kube_args;
@@ -84,6 +85,10 @@ enum Command {
     /// Kubernetes: keep every Connector's status (conditions, proxy address) and its proxy Service
     /// `c-<name>` current, probing registries periodically. Replicas elect one leader with a Lease.
     Controller(controller_cmd::ControllerArgs),
+    /// Kubernetes: a kubelet image credential provider (credentialprovider.kubelet.k8s.io/v1). The kubelet
+    /// runs it per image pull and passes the pod's ServiceAccount token; it answers with that token as the
+    /// password for the proxy, so such pods need no imagePullSecret (docs/kubernetes.md).
+    CredentialProvider(credential_provider_cmd::CredentialProviderArgs),
 }
 
 #[derive(Args)]
@@ -149,6 +154,7 @@ fn main() -> ExitCode {
             Command::Manifests(args) => manifests::run(args).map(|()| ExitCode::SUCCESS),
             Command::Controller(args) => controller_cmd::controller(args).await,
             Command::Proxy(args) => proxy_cmd::proxy(args).await,
+            Command::CredentialProvider(args) => credential_provider_cmd::credential_provider(args),
         }
     });
     match result {

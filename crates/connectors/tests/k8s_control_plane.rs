@@ -11,6 +11,8 @@
 
 mod common;
 
+use common::kube::{self, run_caught, to_yaml};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use common::{CANARY, USER, assert_no_canary, assert_response_clean};
 use connectors_testkit::{
     AuthFile, Cluster, OciLayout, Registry, Skopeo, TestCa, ensure_hosts_entry, http, sha256_digest,
 };
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Trial};
 use serde_json::{Value, json};
 
 const COMPONENTS: &str = "connectors-system";
@@ -130,19 +132,6 @@ fn main() {
     conclusion.exit();
 }
 
-fn run_caught(f: impl FnOnce()) -> Result<(), Failed> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let msg = e
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_else(|| "panicked".to_owned());
-            Err(msg.into())
-        }
-    }
-}
 
 /// The cluster, with `deploy/` installed, and the components' credentials.
 struct Env {
@@ -205,21 +194,7 @@ impl Env {
 
     /// A namespace of this test's own, with ServiceAccounts.
     fn namespace(&self, ns: &str, service_accounts: &[&str]) {
-        let mut yaml = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n");
-        for sa in service_accounts {
-            yaml.push_str(&format!(
-                "---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {sa}\n  namespace: {ns}\n"
-            ));
-        }
-        self.cluster.apply(&yaml);
-        // Pods need the namespace's default ServiceAccount, which kube-controller-manager creates.
-        self.cluster
-            .wait_for("ServiceAccount default", Duration::from_secs(30), || {
-                self.cluster
-                    .kubectl(&["get", "serviceaccount", "default", "-n", ns], None)
-                    .success
-                    .then_some(())
-            });
+        kube::namespace(&self.cluster, ns, service_accounts);
     }
 
     /// A Secret with the registry's username and `password`, and a Connector of the oci class using it.
@@ -231,53 +206,12 @@ impl Env {
         password: &str,
         ca_secret: Option<&str>,
     ) {
-        let mut spec = json!({
-            "connectorClassName": "oci",
-            "address": address,
-            "auth": {"name": "tokenAuth", "secretRef": {"name": format!("{name}-auth")}},
-        });
-        if let Some(ca) = ca_secret {
-            spec["caCertSecretRef"] = json!({"name": ca});
-        }
-        let docs = [
-            json!({
-                "apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": format!("{name}-auth"), "namespace": ns},
-                "type": "cpaas.io/distribution-registry-token",
-                "stringData": {"username": USER, "password": password},
-            }),
-            json!({
-                "apiVersion": "connectors.alauda.io/v1alpha1", "kind": "Connector",
-                "metadata": {"name": name, "namespace": ns},
-                "spec": spec,
-            }),
-        ];
-        self.cluster.apply(&to_yaml(&docs));
+        kube::connector(&self.cluster, ns, name, address, password, ca_secret);
     }
 
-    /// RBAC: ServiceAccount `ns/sa` may `get` connector `name` (and, with `proxy`, its `connectors/proxy`
-    /// subresource), as docs/kubernetes.md tells users to write it.
+    /// RBAC: ServiceAccount `ns/sa` may `get` connector `name` (and, with `proxy`, `connectors/proxy`).
     fn grant(&self, ns: &str, sa: &str, name: &str, proxy: bool) {
-        let mut resources = vec!["connectors"];
-        if proxy {
-            resources.push("connectors/proxy");
-        }
-        let role = format!("use-{name}-{sa}");
-        let docs = [
-            json!({
-                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-                "metadata": {"name": role, "namespace": ns},
-                "rules": [{"apiGroups": ["connectors.alauda.io"], "resources": resources,
-                           "resourceNames": [name], "verbs": ["get"]}],
-            }),
-            json!({
-                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                "metadata": {"name": role, "namespace": ns},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
-                "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}],
-            }),
-        ];
-        self.cluster.apply(&to_yaml(&docs));
+        kube::grant(&self.cluster, ns, sa, name, proxy);
     }
 
     /// The proxy CA certificate from Secret connectors-proxy-ca, as the CSI driver mounts it.
@@ -349,15 +283,6 @@ impl Env {
                 )
             })
     }
-}
-
-/// A stream of documents for kubectl. JSON, which is YAML too: a YAML 1.2 emitter writes `on` unquoted, and
-/// kubectl (YAML 1.1) reads that as a boolean.
-fn to_yaml(docs: &[Value]) -> String {
-    docs.iter()
-        .map(Value::to_string)
-        .collect::<Vec<_>>()
-        .join("\n---\n")
 }
 
 /// A `connectors` process with a kubeconfig; killed on drop.

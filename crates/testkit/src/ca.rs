@@ -42,6 +42,8 @@ impl TestCa {
         "*.registry.test",
         "127.0.0.1",
         "::1",
+        // The node tier's address for pods (scripts/cluster-node.sh NODE_IP), where its registry listens.
+        "10.250.0.1",
     ];
 
     /// A new CA with a fresh key, CN "connectors-testkit CA".

@@ -3,7 +3,8 @@
 //!
 //! [`Cluster::up`] builds the binaries on first use (minutes, cached in `/var/cache/connectors-testground`),
 //! starts them on free ports of 127.0.0.1 and waits for `/readyz`; dropping the [`Cluster`] runs
-//! `scripts/cluster.sh down`, which stops every process and deletes the folder.
+//! `scripts/cluster.sh down`, which stops every process and deletes the folder. [`Cluster::up_node`] adds a node
+//! that runs pods.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -30,6 +31,20 @@ pub struct KubectlOutput {
 impl Cluster {
     /// Builds (first time only) and starts a control plane; panics with the script's output when it cannot.
     pub fn up() -> Cluster {
+        Self::launch(&["up"], &[])
+    }
+
+    /// A control plane and a node (`scripts/cluster.sh up --node`: kubelet, containerd, CNI, kube-proxy,
+    /// CoreDNS) with connectors installed from `deploy/`, its image made from `connectors_binary` (root only).
+    /// Only one node can run on a machine at a time.
+    pub fn up_node(connectors_binary: &Path) -> Cluster {
+        Self::launch(
+            &["up", "--node"],
+            &[("CONNECTORS_BINARY", connectors_binary.as_os_str())],
+        )
+    }
+
+    fn launch(args: &[&str], envs: &[(&str, &std::ffi::OsStr)]) -> Cluster {
         let root = repo_root();
         let parent = tempfile::Builder::new()
             .prefix("connectors-cluster-")
@@ -37,7 +52,8 @@ impl Cluster {
             .expect("cannot create a folder under /tmp for the cluster");
         let dir = parent.path().join("cluster");
         let out = Command::new(root.join("scripts/cluster.sh"))
-            .arg("up")
+            .args(args)
+            .envs(envs.iter().copied())
             .env("CLUSTER_DIR", &dir)
             .stdin(Stdio::null())
             .output()

@@ -63,7 +63,17 @@ pub fn ensure_hosts_entry(name: &str) -> Result<(), String> {
     ensure_hosts_entry_in(std::path::Path::new("/etc/hosts"), name)
 }
 
+/// Like [`ensure_hosts_entry`], for an address of this machine other than 127.0.0.1 (the node tier's
+/// `10.250.0.1`, which pods reach too).
+pub fn ensure_hosts_entry_for(ip: std::net::IpAddr, name: &str) -> Result<(), String> {
+    ensure_hosts_entry_at(std::path::Path::new("/etc/hosts"), &ip.to_string(), name)
+}
+
 pub(crate) fn ensure_hosts_entry_in(path: &std::path::Path, name: &str) -> Result<(), String> {
+    ensure_hosts_entry_at(path, "127.0.0.1", name)
+}
+
+fn ensure_hosts_entry_at(path: &std::path::Path, ip: &str, name: &str) -> Result<(), String> {
     use std::io::Write;
     if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '#') {
         return Err(format!("invalid host name {name:?}"));
@@ -73,7 +83,7 @@ pub(crate) fn ensure_hosts_entry_in(path: &std::path::Path, name: &str) -> Resul
     let present = text.lines().any(|line| {
         let line = line.split('#').next().unwrap_or("");
         let mut fields = line.split_whitespace();
-        fields.next() == Some("127.0.0.1") && fields.any(|h| h.eq_ignore_ascii_case(name))
+        fields.next() == Some(ip) && fields.any(|h| h.eq_ignore_ascii_case(name))
     });
     if present {
         return Ok(());
@@ -83,7 +93,7 @@ pub(crate) fn ensure_hosts_entry_in(path: &std::path::Path, name: &str) -> Resul
         .open(path)
         .map_err(|e| {
             format!(
-                "cannot write {} ({e}); run the tests as root or add the line `127.0.0.1 {name}` by hand",
+                "cannot write {} ({e}); run the tests as root or add the line `{ip} {name}` by hand",
                 path.display()
             )
         })?;
@@ -92,7 +102,7 @@ pub(crate) fn ensure_hosts_entry_in(path: &std::path::Path, name: &str) -> Resul
     } else {
         "\n"
     };
-    writeln!(file, "{sep}127.0.0.1 {name}")
+    writeln!(file, "{sep}{ip} {name}")
         .map_err(|e| format!("cannot append to {}: {e}", path.display()))
 }
 

@@ -1,4 +1,4 @@
-//! A real CNCF Distribution registry (`docker-registry serve`), 127.0.0.1 only.
+//! A real CNCF Distribution registry (`docker-registry serve`), on 127.0.0.1 unless told another address.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -36,6 +36,7 @@ pub struct RegistryBuilder {
     token: Option<TokenAuth>,
     tls: Option<Tls>,
     binary: Option<PathBuf>,
+    ip: Option<std::net::IpAddr>,
 }
 
 impl RegistryBuilder {
@@ -83,6 +84,12 @@ impl RegistryBuilder {
         self
     }
 
+    /// Listens on `ip` instead of 127.0.0.1 (the node tier: the node's address pods reach).
+    pub fn bind_ip(mut self, ip: std::net::IpAddr) -> Self {
+        self.ip = Some(ip);
+        self
+    }
+
     /// Starts the registry and waits until it answers `GET /v2/` (10 s, then panics with the
     /// log's tail).
     pub fn start(self) -> Registry {
@@ -101,6 +108,9 @@ impl RegistryBuilder {
             .tempdir()
             .expect("create registry tempdir");
         let root = dir.path();
+        let ip = self
+            .ip
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
         let data_dir = root.join("data");
         std::fs::create_dir_all(&data_dir).expect("create registry data dir");
 
@@ -164,13 +174,13 @@ impl RegistryBuilder {
             data_dir,
             template: ConfigTemplate { auth, tls },
             tls: self.tls.map(|t| Arc::new(t.ca_der)),
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            addr: SocketAddr::new(ip, 0),
             child: None,
             _dir: dir,
         };
         let mut last_log = String::new();
         for _ in 0..BIND_ATTEMPTS {
-            reg.addr = SocketAddr::from(([127, 0, 0, 1], crate::free_port()));
+            reg.addr = SocketAddr::new(ip, crate::free_port());
             match reg.spawn_and_wait() {
                 Ok(()) => return reg,
                 Err(SpawnError::AddrInUse(log)) => last_log = log,

@@ -4,6 +4,8 @@
 //! up in a response, a client's output or a line the proxy logged.
 #![allow(dead_code)]
 
+pub mod kube;
+
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// Worker threads, each serving connections on its own (default: one per CPU).
     #[arg(long, env = "CONNECTORS_THREADS")]
     threads: Option<usize>,
+    /// Do not splice blob bodies: without it, reverse-mode blob GETs from plain-HTTP registries move their
+    /// bodies upstream socket → pipe → client socket with splice(2), never through user space.
+    #[arg(long, env = "CONNECTORS_NO_SPLICE")]
+    no_splice: bool,
     #[command(flatten)]
     pub resolve: ResolveArgs,
     #[command(flatten)]
@@ -107,6 +111,10 @@ impl ServeArgs {
                 limits.clone(),
                 running.ops.clone(),
             );
+            proxy.set_splice(connectors_proxy::SpliceOptions {
+                enabled: !self.no_splice,
+                ..Default::default()
+            });
             let mut stop = stop_rx.clone();
             let worker = std::thread::Builder::new()
                 .name(format!("proxy-{i}"))

@@ -25,7 +25,7 @@ pub mod rewrite;
 pub mod route;
 mod splice;
 
-pub use splice::SpliceOptions;
+pub use splice::{SpliceOptions, SpliceStats};
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -186,6 +186,7 @@ pub struct Proxy {
     /// The reverse-mode splice fast path ([`splice`]): on, and its pipe size.
     splice_enabled: std::sync::atomic::AtomicBool,
     splice_pipe_size: std::sync::atomic::AtomicUsize,
+    splice_counters: splice::Counters,
 }
 
 impl Proxy {
@@ -242,6 +243,7 @@ impl Proxy {
             splice_pipe_size: std::sync::atomic::AtomicUsize::new(
                 SpliceOptions::default().pipe_size,
             ),
+            splice_counters: splice::Counters::default(),
         })
     }
 
@@ -253,6 +255,11 @@ impl Proxy {
             .store(options.enabled, Ordering::Relaxed);
         self.splice_pipe_size
             .store(options.pipe_size, Ordering::Relaxed);
+    }
+
+    /// What the splice fast path did so far.
+    pub fn splice_stats(&self) -> SpliceStats {
+        self.splice_counters.snapshot()
     }
 
     /// The splice fast path's settings.

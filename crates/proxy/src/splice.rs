@@ -49,6 +49,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -95,6 +96,34 @@ impl Default for SpliceOptions {
         SpliceOptions {
             enabled: true,
             pipe_size: DEFAULT_PIPE_SIZE,
+        }
+    }
+}
+
+/// What the fast path did since the proxy started (for tests and the operator's curiosity).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpliceStats {
+    /// Responses this path wrote (complete or cut short), counted before their log line and audit record.
+    pub responses: u64,
+    /// Body bytes moved by pipe → client splices.
+    pub spliced_bytes: u64,
+    /// Candidates handed to hyper before their first byte.
+    pub fallbacks: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    responses: AtomicU64,
+    spliced_bytes: AtomicU64,
+    fallbacks: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> SpliceStats {
+        SpliceStats {
+            responses: self.responses.load(Ordering::Relaxed),
+            spliced_bytes: self.spliced_bytes.load(Ordering::Relaxed),
+            fallbacks: self.fallbacks.load(Ordering::Relaxed),
         }
     }
 }
@@ -284,7 +313,14 @@ pub(crate) async fn serve(
         }
         let head_len = candidate.len;
         let close = candidate.close;
-        match exchange(proxy, &mut stream, candidate, options, lease).await {
+        let outcome = exchange(proxy, &mut stream, candidate, options, lease).await;
+        if let Outcome::Fallback = outcome {
+            proxy
+                .splice_counters
+                .fallbacks
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        match outcome {
             Outcome::Fallback => return Some(Prefixed::new(buf.freeze(), stream)),
             Outcome::Closed => return None,
             Outcome::Complete => {
@@ -498,8 +534,8 @@ async fn exchange(
     let (mut upstream, head) = match started {
         Ok(Ok((upstream, Some(head)))) => (upstream, head),
         Ok(Ok((_, None))) => {
-            // Not an answer this path serves (a challenge, a redirect, chunked, no body): the ordinary
-            // path asks again and handles it.
+            // Not an answer this path serves (a challenge, chunked, no body): the ordinary path asks
+            // again and handles it.
             pool_pipe(pipe);
             return Outcome::Fallback;
         }
@@ -529,6 +565,10 @@ async fn exchange(
     let keep_alive = !close && !*lease.0.stop.borrow();
     let response_head = response_head(status, &headers, length, keep_alive);
     if client.write_all(&response_head).await.is_err() {
+        proxy
+            .splice_counters
+            .responses
+            .fetch_add(1, Ordering::Relaxed);
         cx.record(status, 0, false);
         pool_pipe(pipe);
         return Outcome::Closed;
@@ -547,7 +587,13 @@ async fn exchange(
         if remaining == 0 {
             Ok(())
         } else if length >= MIN_SPLICE_BODY {
-            splice_body(&upstream, client, &pipe, remaining, idle, &mut sent).await
+            let before = sent;
+            let spliced = splice_body(&upstream, client, &pipe, remaining, idle, &mut sent).await;
+            proxy
+                .splice_counters
+                .spliced_bytes
+                .fetch_add(sent - before, Ordering::Relaxed);
+            spliced
         } else {
             copy_body(&mut upstream, client, remaining, idle, &mut sent).await
         }
@@ -555,12 +601,20 @@ async fn exchange(
     .await;
     match result {
         Ok(()) => {
+            proxy
+                .splice_counters
+                .responses
+                .fetch_add(1, Ordering::Relaxed);
             cx.record(status, sent, true);
             pool_pipe(pipe);
             Outcome::Complete
         }
         Err(e) => {
             tracing::info!(connector = %cx.connector, sent, length, error = %e, "blob body cut short; closing the connection");
+            proxy
+                .splice_counters
+                .responses
+                .fetch_add(1, Ordering::Relaxed);
             cx.record(status, sent, false);
             // The pipe may hold bytes: dropped, not pooled.
             drop(pipe);
@@ -642,8 +696,8 @@ async fn connect(proxy: &Proxy, address: &connectors_model::Endpoint) -> io::Res
     Ok(stream)
 }
 
-/// Reads the registry's response head; `None` when it is not a `200`/`206` with a `Content-Length` and
-/// no `Transfer-Encoding` (the ordinary path serves those).
+/// Reads the registry's response head; `None` when it has no `Content-Length`, is chunked, or is a
+/// `401`, `1xx`, `204` or `304` (the ordinary path serves those).
 async fn read_response_head(upstream: &mut TcpStream) -> io::Result<Option<UpstreamHead>> {
     let mut buf = BytesMut::with_capacity(8192);
     loop {
@@ -664,7 +718,14 @@ async fn read_response_head(upstream: &mut TcpStream) -> io::Result<Option<Upstr
         let Some(Ok(status)) = parsed.code.map(StatusCode::from_u16) else {
             return Ok(None);
         };
-        if status != StatusCode::OK && status != StatusCode::PARTIAL_CONTENT {
+        // A 401 needs the ordinary path's retry with a fresh token; 1xx, 204 and 304 have no body
+        // whatever their headers say. Everything else with a length (200, 206, a redirect to object
+        // storage, a 404) is relayed as the ordinary path relays it.
+        if status == StatusCode::UNAUTHORIZED
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
             return Ok(None);
         }
         let mut map = HeaderMap::with_capacity(parsed.headers.len());

@@ -262,7 +262,7 @@ enum Head {
     /// Not for this path: hyper serves it.
     Other,
     /// A blob GET: its head is `len` bytes.
-    Candidate(Candidate),
+    Candidate(Box<Candidate>),
 }
 
 struct Candidate {
@@ -288,7 +288,7 @@ pub(crate) async fn serve(
         let deadline = tokio::time::Instant::now() + proxy.limits.header_read_timeout;
         let candidate = loop {
             match parse_head(proxy, &buf) {
-                Head::Candidate(c) => break c,
+                Head::Candidate(c) => break *c,
                 Head::Other => return Some(Prefixed::new(buf.freeze(), stream)),
                 Head::Partial => {}
             }
@@ -408,13 +408,13 @@ fn parse_head(proxy: &Proxy, buf: &[u8]) -> Head {
     if proxy.limits.check_request(&request).is_err() {
         return Head::Other;
     }
-    Head::Candidate(Candidate {
+    Head::Candidate(Box::new(Candidate {
         len,
         request,
         mount,
         rest,
         close,
-    })
+    }))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -247,7 +247,7 @@ impl Proxy {
         })
     }
 
-    /// Sets up the reverse-mode splice fast path (on by default; `--no-splice` turns it off). Applies to
+    /// Sets up the reverse-mode splice fast path (off by default; `--splice` turns it on). Applies to
     /// connections accepted afterwards.
     pub fn set_splice(&self, options: SpliceOptions) {
         use std::sync::atomic::Ordering;

@@ -38,8 +38,11 @@
 //! worker), sized with `F_SETPIPE_SZ`. The upstream socket is spliced into a pipe only when the pipe is
 //! empty, so `EAGAIN` there can only mean "no bytes yet"; a pipe that may hold bytes after an error is
 //! dropped, not pooled. The syscalls go through `rustix`, so the crate stays `forbid(unsafe_code)`.
-//! `--no-splice` ([`SpliceOptions::enabled`]) turns the whole path off: then every connection goes
-//! straight to hyper.
+//! The path is **off by default** and turned on with `--splice` ([`SpliceOptions::enabled`]); off,
+//! every connection goes straight to hyper. On the 2-CPU VMs of `bench/`, splicing did not lower the
+//! CPU per GiB of a transfer: the relay's own cost stayed where the copying path has it (its kernel time
+//! is per-packet TCP work and wake-ups, not the copies), and the client and the registry spent more
+//! (bench/ANALYSIS.md has the figures). It stays as an option for machines where that is not so.
 //!
 //! Known limit: a connection that was handed to hyper stays with hyper, so a blob GET that follows a
 //! manifest request on the same kept-alive connection takes the ordinary (copying) path.
@@ -81,7 +84,7 @@ const COPY_BUFFER: usize = 64 * 1024;
 /// Connecting to the registry, as the pooled client does.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How the fast path is set up (`connectors up --no-splice` turns it off).
+/// How the fast path is set up (`connectors up --splice` turns it on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpliceOptions {
     /// Whether large blob GET bodies from plain-HTTP registries are spliced.
@@ -92,9 +95,10 @@ pub struct SpliceOptions {
 }
 
 impl Default for SpliceOptions {
+    /// Off (see the module documentation for why), with [`DEFAULT_PIPE_SIZE`] pipes when turned on.
     fn default() -> Self {
         SpliceOptions {
-            enabled: true,
+            enabled: false,
             pipe_size: DEFAULT_PIPE_SIZE,
         }
     }

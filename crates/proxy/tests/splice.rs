@@ -31,6 +31,14 @@ const REPO: &str = "team/app";
 /// reached when the proxy works; it measures nothing.
 const HANG: Duration = Duration::from_secs(300);
 
+/// The fast path on (it is off by default).
+fn on() -> SpliceOptions {
+    SpliceOptions {
+        enabled: true,
+        ..SpliceOptions::default()
+    }
+}
+
 fn registry() -> Registry {
     Registry::builder().htpasswd(USER, PASSWORD).start()
 }
@@ -331,7 +339,7 @@ async fn blob_bodies_are_byte_exact_around_every_boundary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_gib_blob_is_byte_exact() {
     let registry = registry();
-    let proxy = proxy_for(&registry.url(), SpliceOptions::default()).await;
+    let proxy = proxy_for(&registry.url(), on()).await;
     let len = 1u64 << 30;
     let digest = push_streaming(&registry, StreamingBody::new(len).seed(7).chunk_size(MIB)).await;
 
@@ -392,7 +400,7 @@ async fn a_one_gib_blob_is_byte_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ranges_get_the_exact_slice() {
     let registry = registry();
-    let proxy = proxy_for(&registry.url(), SpliceOptions::default()).await;
+    let proxy = proxy_for(&registry.url(), on()).await;
     let data = Bytes::from(connectors_testkit::PseudoRandom::new(42).bytes(3 * MIB + 5));
     let digest = push(&registry, data.clone()).await;
     let mut conn = connect(proxy.addr).await;
@@ -425,7 +433,7 @@ async fn ranges_get_the_exact_slice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_parallel_transfers_are_each_byte_exact() {
     let registry = registry();
-    let proxy = std::sync::Arc::new(proxy_for(&registry.url(), SpliceOptions::default()).await);
+    let proxy = std::sync::Arc::new(proxy_for(&registry.url(), on()).await);
     let mut blobs = Vec::new();
     for i in 0..4u64 {
         let data = Bytes::from(
@@ -526,7 +534,7 @@ async fn an_upstream_that_closes_early_cuts_the_body_and_closes_the_connection()
             .map_or(0, |(_, n)| *n)
     })
     .await;
-    let proxy = proxy_for(&format!("http://{addr}"), SpliceOptions::default()).await;
+    let proxy = proxy_for(&format!("http://{addr}"), on()).await;
     for (digest, sent) in cases {
         let mut conn = connect(proxy.addr).await;
         let r = raw_get(&mut conn, &proxy, &blob_path(digest), &[]).await;
@@ -553,7 +561,7 @@ async fn an_upstream_that_closes_early_cuts_the_body_and_closes_the_connection()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_goes_away_mid_body_is_noticed() {
     let registry = registry();
-    let proxy = proxy_for(&registry.url(), SpliceOptions::default()).await;
+    let proxy = proxy_for(&registry.url(), on()).await;
     let data = Bytes::from(connectors_testkit::PseudoRandom::new(9).bytes(64 * MIB));
     let digest = push(&registry, data.clone()).await;
 
@@ -595,7 +603,7 @@ async fn a_client_that_goes_away_mid_body_is_noticed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_close_is_honoured_after_the_body() {
     let registry = registry();
-    let proxy = proxy_for(&registry.url(), SpliceOptions::default()).await;
+    let proxy = proxy_for(&registry.url(), on()).await;
     let data = Bytes::from(connectors_testkit::PseudoRandom::new(3).bytes(MIB + 7));
     let digest = push(&registry, data.clone()).await;
     let mut conn = connect(proxy.addr).await;
@@ -616,7 +624,7 @@ async fn connection_close_is_honoured_after_the_body() {
 // Fallbacks: the ordinary path serves, with the same answer
 // ---------------------------------------------------------------------------------------------
 
-/// `--no-splice`, and a worker that cannot make a pipe (a fault: pipe size 0): the ordinary path serves
+/// The path off (the default), and a worker that cannot make a pipe (a fault: pipe size 0): the ordinary path serves
 /// the same bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_splice_or_without_pipes_the_ordinary_path_serves() {
@@ -627,7 +635,7 @@ async fn without_splice_or_without_pipes_the_ordinary_path_serves() {
         (
             SpliceOptions {
                 enabled: false,
-                ..SpliceOptions::default()
+                ..on()
             },
             0,
         ),
@@ -664,7 +672,7 @@ async fn without_splice_or_without_pipes_the_ordinary_path_serves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_it_does_not_serve_fall_back_to_the_ordinary_path() {
     let registry = registry();
-    let proxy = proxy_for(&registry.url(), SpliceOptions::default()).await;
+    let proxy = proxy_for(&registry.url(), on()).await;
     let data = Bytes::from(connectors_testkit::PseudoRandom::new(11).bytes(300 * KIB));
     let digest = push(&registry, data.clone()).await;
 
@@ -759,7 +767,7 @@ async fn a_chunked_answer_falls_back() {
         Reply::ok().chunked_body(200 * KIB + 3, 16 * KIB)
     })
     .await;
-    let proxy = proxy_for(&fake.origin(), SpliceOptions::default()).await;
+    let proxy = proxy_for(&fake.origin(), on()).await;
     let r = proxy.get("reg", &blob_path("sha256:c")).await;
     assert_eq!(r.status, 200);
     assert!(r.body == pattern(0, 200 * KIB + 3));
@@ -787,7 +795,7 @@ async fn the_upstream_request_carries_only_the_connectors_credentials() {
             .body(Bytes::from(pattern(0, 100 * KIB)))
     })
     .await;
-    let proxy = proxy_for(&fake.origin(), SpliceOptions::default()).await;
+    let proxy = proxy_for(&fake.origin(), on()).await;
     let mut conn = connect(proxy.addr).await;
     let r = raw_get(
         &mut conn,

@@ -83,6 +83,13 @@ impl RequestContext {
             .cloned();
     }
 
+    /// The response tail for a response the proxy wrote itself (the splice fast path, [`crate::splice`]):
+    /// the same log line, metrics and audit record, with the body bytes the client was sent.
+    pub(crate) fn record(self, status: StatusCode, bytes: u64, complete: bool) {
+        let started = self.started.unwrap_or_else(Instant::now);
+        self.write(status, bytes, complete, started);
+    }
+
     fn finish(self, response: Response<ProxyBody>) -> Response<ProxyBody> {
         let started = self.started.unwrap_or_else(Instant::now);
         let status = response.status();

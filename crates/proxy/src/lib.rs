@@ -23,6 +23,9 @@ mod phases;
 mod reverse;
 pub mod rewrite;
 pub mod route;
+mod splice;
+
+pub use splice::{SpliceOptions, SpliceStats};
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -144,6 +147,10 @@ pub struct Proxy {
     forward: ForwardOptions,
     ops: Ops,
     limits: Limits,
+    /// The reverse-mode splice fast path ([`splice`]): on, and its pipe size.
+    splice_enabled: std::sync::atomic::AtomicBool,
+    splice_pipe_size: std::sync::atomic::AtomicUsize,
+    splice_counters: splice::Counters,
 }
 
 impl Proxy {
@@ -197,7 +204,36 @@ impl Proxy {
             forward,
             limits,
             ops,
+            splice_enabled: std::sync::atomic::AtomicBool::new(SpliceOptions::default().enabled),
+            splice_pipe_size: std::sync::atomic::AtomicUsize::new(
+                SpliceOptions::default().pipe_size,
+            ),
+            splice_counters: splice::Counters::default(),
         })
+    }
+
+    /// Sets up the reverse-mode splice fast path (off by default; `--splice` turns it on). Applies to
+    /// connections accepted afterwards.
+    pub fn set_splice(&self, options: SpliceOptions) {
+        use std::sync::atomic::Ordering;
+        self.splice_enabled
+            .store(options.enabled, Ordering::Relaxed);
+        self.splice_pipe_size
+            .store(options.pipe_size, Ordering::Relaxed);
+    }
+
+    /// What the splice fast path did so far.
+    pub fn splice_stats(&self) -> SpliceStats {
+        self.splice_counters.snapshot()
+    }
+
+    /// The splice fast path's settings.
+    pub fn splice_options(&self) -> SpliceOptions {
+        use std::sync::atomic::Ordering;
+        SpliceOptions {
+            enabled: self.splice_enabled.load(Ordering::Relaxed),
+            pipe_size: self.splice_pipe_size.load(Ordering::Relaxed),
+        }
     }
 
     /// Its metrics and audit log.
@@ -294,6 +330,16 @@ impl Proxy {
         lease: ConnectionLease,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
+        // Blob GETs from plain-HTTP registries are served below hyper while they come (see `splice`); the
+        // connection goes to hyper, with the bytes already read, at the first other request.
+        let stream = if self.splice_options().enabled {
+            match splice::serve(&self, stream, &lease).await {
+                Some(stream) => stream,
+                None => return,
+            }
+        } else {
+            splice::Prefixed::new(Bytes::new(), stream)
+        };
         let activity = lease.0.activity.clone();
         let idle = self.limits.idle_timeout;
         let builder = self.limits.http1_builder(self.limits.header_read_timeout);

@@ -65,7 +65,7 @@ pub(crate) async fn handle(
     Ok(response)
 }
 
-fn upstream_uri(
+pub(crate) fn upstream_uri(
     connector: &ResolvedConnector,
     rest: &str,
     query: Option<&str>,
@@ -85,7 +85,11 @@ fn upstream_uri(
 
 /// Reverse mode's part of shaping the response: `Location` and `Link` that point at the registry point
 /// into the connector's mount instead.
-fn rewrite_upstream_links(headers: &mut HeaderMap, connector: &ResolvedConnector, mount: &Mount) {
+pub(crate) fn rewrite_upstream_links(
+    headers: &mut HeaderMap,
+    connector: &ResolvedConnector,
+    mount: &Mount,
+) {
     let address = &connector.address;
     let base = UpstreamBase {
         scheme: address.scheme().as_str(),

@@ -166,6 +166,26 @@ impl UpstreamAccess {
             .map_err(unshare)
     }
 
+    /// How long a bodiless request may wait for the response headers (see [`Self::with_headers_timeout`]).
+    pub fn headers_timeout(&self) -> Duration {
+        self.headers_timeout
+    }
+
+    /// The `Authorization` value [`Self::send`] would add to a request for `scopes` (the learned scheme:
+    /// none, Basic, or a Bearer token from the cache or the realm), for callers that write the request
+    /// themselves (the proxy's splice fast path). The value is marked sensitive; it must only go to
+    /// `target`'s own address.
+    pub async fn authorization_for(
+        &self,
+        target: &Target<'_>,
+        scopes: &[Scope],
+    ) -> Result<Option<HeaderValue>, UpstreamError> {
+        let client = self.client(target).await?;
+        let mode = self.auth_mode(target, &client).await?;
+        self.authorization(target, &client, &mode, scopes, false)
+            .await
+    }
+
     /// Sends `request` with the connector's credentials for `scopes`.
     pub async fn send(
         &self,

@@ -202,6 +202,17 @@ impl Reply {
         self.header("content-length", total.to_string())
     }
 
+    /// A body of `total` pattern bytes in `piece`-sized writes without a length (`Transfer-Encoding:
+    /// chunked`).
+    pub fn chunked_body(mut self, total: usize, piece: usize) -> Self {
+        self.body = ReplyBody::Pieces {
+            total,
+            piece,
+            pause: Duration::ZERO,
+        };
+        self
+    }
+
     /// Announces `declared` bytes, sends `sent`, then drops the connection.
     pub fn reset_after(mut self, declared: u64, sent: usize) -> Self {
         self.body = ReplyBody::ResetAfter { declared, sent };
@@ -494,6 +505,7 @@ pub struct ProxyUnderTest {
     state: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     serving: JoinHandle<std::io::Result<()>>,
+    proxy: Arc<Proxy>,
 }
 
 impl ProxyUnderTest {
@@ -535,6 +547,26 @@ impl ProxyUnderTest {
         forward: impl FnOnce(&std::path::Path) -> connectors_proxy::ForwardOptions,
         grace: Duration,
     ) -> Self {
+        Self::start_spliced(
+            connectors,
+            upstream,
+            limits,
+            forward,
+            grace,
+            connectors_proxy::SpliceOptions::default(),
+        )
+        .await
+    }
+
+    /// [`Self::start_full`] with the splice fast path set up as `splice` says.
+    pub async fn start_spliced(
+        connectors: &[ConnectorSpec],
+        upstream: UpstreamAccess,
+        limits: connectors_proxy::limits::Limits,
+        forward: impl FnOnce(&std::path::Path) -> connectors_proxy::ForwardOptions,
+        grace: Duration,
+        splice: connectors_proxy::SpliceOptions,
+    ) -> Self {
         let yaml: String = connectors.iter().map(ConnectorSpec::yaml).collect();
         let catalog = StaticCatalog::from_yaml(&yaml).expect("catalog from test manifests");
         let state = tempfile::tempdir().expect("tempdir");
@@ -568,10 +600,11 @@ impl ProxyUnderTest {
             limits,
             ops.clone(),
         );
+        proxy.set_splice(splice);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let (tx, rx) = oneshot::channel::<()>();
-        let serving = tokio::spawn(proxy.serve_with_grace(
+        let serving = tokio::spawn(proxy.clone().serve_with_grace(
             listener,
             async {
                 let _ = rx.await;
@@ -586,7 +619,13 @@ impl ProxyUnderTest {
             state,
             shutdown: Some(tx),
             serving,
+            proxy,
         }
+    }
+
+    /// What the splice fast path did so far.
+    pub fn splice_stats(&self) -> connectors_proxy::SpliceStats {
+        self.proxy.splice_stats()
     }
 
     /// The proxy's state folder (signing key, CA when the test made one).

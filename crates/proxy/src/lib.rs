@@ -333,7 +333,7 @@ impl Proxy {
         // Blob GETs from plain-HTTP registries are served below hyper while they come (see `splice`); the
         // connection goes to hyper, with the bytes already read, at the first other request.
         let stream = if self.splice_options().enabled {
-            match splice::serve(&self, stream, &lease).await {
+            match splice::serve(&self, stream, &lease, &stop).await {
                 Some(stream) => stream,
                 None => return,
             }

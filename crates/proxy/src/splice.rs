@@ -284,7 +284,9 @@ pub(crate) async fn serve(
     proxy: &Arc<Proxy>,
     mut stream: TcpStream,
     lease: &ConnectionLease,
+    stop: &tokio::sync::watch::Receiver<bool>,
 ) -> Option<Prefixed<TcpStream>> {
+    let mut stopping = stop.clone();
     let options = proxy.splice_options();
     let _handling = lease.0.activity.handling();
     let mut buf = BytesMut::with_capacity(4096);
@@ -301,7 +303,7 @@ pub(crate) async fn serve(
             }
             let read = tokio::select! {
                 read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => read,
-                () = lease.stopping(), if buf.is_empty() => return None,
+                _ = stopping.wait_for(|s| *s), if buf.is_empty() => return None,
             };
             match read {
                 // The header-read timeout (slowloris), as hyper has it: close.
@@ -317,7 +319,7 @@ pub(crate) async fn serve(
         }
         let head_len = candidate.len;
         let close = candidate.close;
-        let outcome = exchange(proxy, &mut stream, candidate, options, lease).await;
+        let outcome = exchange(proxy, &mut stream, candidate, options, stop).await;
         if let Outcome::Fallback = outcome {
             proxy
                 .splice_counters
@@ -328,7 +330,7 @@ pub(crate) async fn serve(
             Outcome::Fallback => return Some(Prefixed::new(buf.freeze(), stream)),
             Outcome::Closed => return None,
             Outcome::Complete => {
-                if close || *lease.0.stop.borrow() {
+                if close || *stop.borrow() {
                     let _ = stream.shutdown().await;
                     return None;
                 }
@@ -461,7 +463,7 @@ async fn exchange(
     client: &mut TcpStream,
     candidate: Candidate,
     options: SpliceOptions,
-    lease: &ConnectionLease,
+    stop: &tokio::sync::watch::Receiver<bool>,
 ) -> Outcome {
     let Candidate {
         request,
@@ -566,7 +568,7 @@ async fn exchange(
     } = head;
     client_response_headers(&mut headers);
     reverse::rewrite_upstream_links(&mut headers, &connector, &mount);
-    let keep_alive = !close && !*lease.0.stop.borrow();
+    let keep_alive = !close && !*stop.borrow();
     let response_head = response_head(status, &headers, length, keep_alive);
     if client.write_all(&response_head).await.is_err() {
         proxy

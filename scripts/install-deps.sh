@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the demo and the end-to-end tests use (registry, htpasswd, skopeo, buildah,
-# podman, curl, runc) (Debian/Ubuntu, as root or via sudo), and grpcio for python3 (PyPI).
+# podman, curl, runc; for the node tier CNI plugins, iptables, socat, mmdebstrap, gcc) (Debian/Ubuntu, as root or
+# via sudo), and grpcio for python3 (PyPI).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -16,6 +17,13 @@ command -v unshare >/dev/null || need+=(util-linux)
 command -v openssl >/dev/null || need+=(openssl)
 # buildkitd's OCI worker (the client tier, scripts/test.sh --all) refuses to start without runc.
 command -v runc >/dev/null || need+=(runc)
+# The node tier (scripts/cluster.sh up --node): CNI plugins, iptables for kube-proxy, socat (the API server's
+# forward for pods), mmdebstrap (the tools image from Debian packages), gcc (the pause image, static).
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+command -v iptables >/dev/null || need+=(iptables)
+command -v socat >/dev/null || need+=(socat)
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+command -v gcc >/dev/null || need+=(gcc)
 # libfuzzer-sys (fuzz/) compiles libFuzzer, which is C++.
 command -v c++ >/dev/null || need+=(g++)
 

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::path::PathBuf;
 
 use tokio::net::UnixListener;
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
 
@@ -88,9 +89,14 @@ pub async fn serve_registration(
         csi_socket = %registration.kubelet_socket.display(),
         "serving the kubelet plugin registration"
     );
+    // The kubelet's plugin watcher dials the bare socket path, and grpc-go then sends that path as
+    // `:authority`, which h2 refuses (RST_STREAM PROTOCOL_ERROR): read it through the same fix as the CSI
+    // socket.
+    let incoming = UnixListenerStream::new(listener)
+        .map(|accepted| accepted.map(crate::authority::AuthorityFix::new));
     let result = tonic::transport::Server::builder()
         .add_service(RegistrationServer::new(registration))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     let _ = std::fs::remove_file(&socket);
     result.map_err(CsiError::Server)

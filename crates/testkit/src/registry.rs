@@ -65,7 +65,7 @@ impl RegistryBuilder {
     }
 
     /// Serves HTTPS with a leaf from `ca` for [`TestCa::REGISTRY_SANS`] (localhost,
-    /// registry.test, *.registry.test, 127.0.0.1, ::1).
+    /// registry.test, *.registry.test, 127.0.0.1, ::1, and the node tier's 10.250.0.1).
     pub fn tls(mut self, ca: &TestCa) -> Self {
         let (cert_pem, key_pem) = ca.issue_registry_cert();
         self.tls = Some(Tls {

@@ -21,7 +21,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 PAUSE_TAG=3.10.2
 TOOLS_PACKAGES="bash,ca-certificates,curl,skopeo,buildah,runc,iproute2,procps"
-TOOLS_KEY="bookworm-$(echo "$TOOLS_PACKAGES" | sha256sum | cut -c1-8)"
+# The key changes with the package list and the storage.conf the image carries.
+TOOLS_KEY="bookworm-$(cat <(echo "$TOOLS_PACKAGES") "$HERE/storage.conf" | sha256sum | cut -c1-8)"
 
 # buildah with a private, throw-away storage under $OUT.
 bah() { buildah --root "$OUT/.storage" --runroot "$OUT/.run" --storage-driver vfs "$@"; }

@@ -60,11 +60,17 @@ fn answer(args: &CredentialProviderArgs, input: &str) -> Result<String> {
             "stdin is not a CredentialProviderRequest ({e}); this command is run by the kubelet (see docs/kubernetes.md)"
         )
     })?;
-    if request.kind.as_deref().is_some_and(|k| k != "CredentialProviderRequest") {
+    if request
+        .kind
+        .as_deref()
+        .is_some_and(|k| k != "CredentialProviderRequest")
+    {
         bail!("expected kind CredentialProviderRequest");
     }
     if let Some(v) = request.api_version.as_deref().filter(|v| *v != API_VERSION) {
-        bail!("apiVersion {v:?} is not supported; set apiVersion: {API_VERSION} in the CredentialProviderConfig");
+        bail!(
+            "apiVersion {v:?} is not supported; set apiVersion: {API_VERSION} in the CredentialProviderConfig"
+        );
     }
     let Some(token) = request.service_account_token.filter(|t| !t.is_empty()) else {
         bail!(
@@ -126,7 +132,10 @@ mod tests {
 
     #[test]
     fn registry_of_an_image() {
-        assert_eq!(registry_host("10.250.0.1:30080/a/b:v1"), Some("10.250.0.1:30080"));
+        assert_eq!(
+            registry_host("10.250.0.1:30080/a/b:v1"),
+            Some("10.250.0.1:30080")
+        );
         assert_eq!(registry_host("proxy.example/a:v1"), Some("proxy.example"));
         assert_eq!(registry_host("localhost/a:v1"), Some("localhost"));
         assert_eq!(registry_host("team/app:v1"), None);

@@ -132,7 +132,6 @@ fn main() {
     conclusion.exit();
 }
 
-
 /// The cluster, with `deploy/` installed, and the components' credentials.
 struct Env {
     cluster: Cluster,

@@ -19,7 +19,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use common::kube::{self, run_caught, to_yaml};
 use common::{CANARY, USER, assert_no_canary};
-use connectors_testkit::{Cluster, Registry, Skopeo, TestCa, ensure_hosts_entry_for, sha256_digest};
+use connectors_testkit::{
+    Cluster, Registry, Skopeo, TestCa, ensure_hosts_entry_for, sha256_digest,
+};
 use libtest_mimic::{Arguments, Trial};
 use serde_json::{Value, json};
 
@@ -126,7 +128,6 @@ fn main() {
     conclusion.exit();
 }
 
-
 struct Env {
     cluster: Cluster,
     registry: Registry,
@@ -196,7 +197,14 @@ impl Env {
             "metadata": {"name": "watch", "namespace": ns},
             "spec": spec,
         })]));
-        c.kubectl_ok(&["wait", "-n", ns, "pod/watch", "--for=condition=Ready", "--timeout=120s"]);
+        c.kubectl_ok(&[
+            "wait",
+            "-n",
+            ns,
+            "pod/watch",
+            "--for=condition=Ready",
+            "--timeout=120s",
+        ]);
         self.mounted_token(ns, "watch")
     }
 
@@ -257,7 +265,11 @@ impl Env {
             .arg(dir.join("true.c"))
             .output()
             .expect("gcc");
-        assert!(gcc.status.success(), "gcc: {}", String::from_utf8_lossy(&gcc.stderr));
+        assert!(
+            gcc.status.success(),
+            "gcc: {}",
+            String::from_utf8_lossy(&gcc.stderr)
+        );
         std::fs::write(
             dir.join("ctx/Containerfile"),
             "FROM scratch\nCOPY hello /hello\nCOPY true /true\nCMD [\"/true\"]\n",
@@ -316,8 +328,7 @@ impl Env {
             &self.cert_dir().display().to_string(),
             &format!("docker://{}/{repo_tag}", self.registry_host_port()),
         ]);
-        out.success()
-            .then(|| sha256_digest(out.stdout.as_bytes()))
+        out.success().then(|| sha256_digest(out.stdout.as_bytes()))
     }
 
     /// A namespace with ServiceAccounts `builder` and `stranger`, the registry's CA as Secret `registry-ca`, and Connector
@@ -369,23 +380,42 @@ impl Env {
             "spec": {"backoffLimit": 0, "template": {"spec": pod_spec}},
         });
         c.apply(&to_yaml(&[job]));
-        let waited = c.kubectl(
-            &[
-                "wait",
-                "-n",
-                ns,
-                &format!("job/{name}"),
-                "--for=jsonpath={.status.conditions[?(@.status==\"True\")].type}=Complete",
-                "--timeout=240s",
-            ],
-            None,
+        // Complete or Failed (a finished Job also carries SuccessCriteriaMet or FailureTarget).
+        let complete = c.wait_for(
+            &format!("Job {ns}/{name} to finish"),
+            Duration::from_secs(300),
+            || {
+                let out = c.kubectl(&["get", "job", name, "-n", ns, "-o", "json"], None);
+                let job: Value = serde_json::from_str(&out.stdout).ok()?;
+                job["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .find_map(|cond| {
+                        let done = cond["status"] == "True"
+                            && (cond["type"] == "Complete" || cond["type"] == "Failed");
+                        done.then(|| cond["type"] == "Complete")
+                    })
+            },
         );
         let logs = c
-            .kubectl(&["logs", "-n", ns, &format!("job/{name}"), "--all-containers"], None)
+            .kubectl(
+                &["logs", "-n", ns, &format!("job/{name}"), "--all-containers"],
+                None,
+            )
             .stdout;
-        if !waited.success {
+        if !complete {
             let describe = c
-                .kubectl(&["describe", "pods", "-n", ns, "-l", &format!("job-name={name}")], None)
+                .kubectl(
+                    &[
+                        "describe",
+                        "pods",
+                        "-n",
+                        ns,
+                        "-l",
+                        &format!("job-name={name}"),
+                    ],
+                    None,
+                )
                 .stdout;
             panic!("Job {ns}/{name} did not complete:\n--- log\n{logs}\n--- describe\n{describe}");
         }
@@ -400,12 +430,31 @@ impl Env {
             .kubectl_ok(&["get", "events", "-n", ns, "-o", "json"]);
         assert_no_canary(&events, &format!("events in {ns}"));
         for file in files_under(Path::new("/var/lib/kubelet/pods")) {
-            if file.components().any(|c| c.as_os_str() == "kubernetes.io~csi") {
+            if file
+                .components()
+                .any(|c| c.as_os_str() == "kubernetes.io~csi")
+            {
                 let bytes = std::fs::read(&file).unwrap_or_default();
-                assert_no_canary(&String::from_utf8_lossy(&bytes), &file.display().to_string());
+                assert_no_canary(
+                    &String::from_utf8_lossy(&bytes),
+                    &file.display().to_string(),
+                );
             }
         }
     }
+}
+
+/// `kubectl get KIND NAME -n NS -o jsonpath=PATH`.
+fn jsonpath(c: &Cluster, kind: &str, name: &str, ns: &str, path: &str) -> String {
+    c.kubectl_ok(&[
+        "get",
+        kind,
+        name,
+        "-n",
+        ns,
+        "-o",
+        &format!("jsonpath={path}"),
+    ])
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -467,12 +516,18 @@ fn deploy_runs_on_the_node(env: &Env) {
         serde_json::from_str(&c.kubectl_ok(&["get", kind, name, "-n", COMPONENTS, "-o", "json"]))
             .expect("json")
     };
-    assert_eq!(get("deployment", "connectors-proxy")["status"]["readyReplicas"], 2);
+    assert_eq!(
+        get("deployment", "connectors-proxy")["status"]["readyReplicas"],
+        2
+    );
     assert_eq!(
         get("deployment", "connectors-controller-manager")["status"]["readyReplicas"],
         2
     );
-    assert_eq!(get("daemonset", "connectors-csi")["status"]["numberReady"], 1);
+    assert_eq!(
+        get("daemonset", "connectors-csi")["status"]["numberReady"],
+        1
+    );
     let pods: Value = serde_json::from_str(&c.kubectl_ok(&[
         "get",
         "pods",
@@ -502,15 +557,13 @@ fn deploy_runs_on_the_node(env: &Env) {
         holders.iter().any(|h| names.iter().any(|n| h.contains(n))),
         "no controller pod {names:?} holds a Lease (holders {holders:?})"
     );
-    let csinode: Value = serde_json::from_str(&c.kubectl_ok(&[
-        "get",
-        "csinode",
-        "connectors-node",
-        "-o",
-        "json",
-    ]))
-    .expect("json");
-    let drivers = csinode["spec"]["drivers"].as_array().cloned().unwrap_or_default();
+    let csinode: Value =
+        serde_json::from_str(&c.kubectl_ok(&["get", "csinode", "connectors-node", "-o", "json"]))
+            .expect("json");
+    let drivers = csinode["spec"]["drivers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert!(
         drivers
             .iter()
@@ -632,7 +685,8 @@ fn buildkit_image_build_job(env: &Env) {
     );
     let container = &mut spec["containers"][0];
     container["securityContext"] = json!({"privileged": true});
-    container["env"] = json!([{"name": "BUILDKITD_FLAGS", "value": "--config /etc/buildkit/buildkitd.toml"}]);
+    container["env"] =
+        json!([{"name": "BUILDKITD_FLAGS", "value": "--config /etc/buildkit/buildkitd.toml"}]);
     // BuildKit's state on the node's disk: overlayfs cannot stack on the container's own overlay root.
     container["volumeMounts"]
         .as_array_mut()
@@ -668,7 +722,8 @@ fn two_connectors_in_one_volume(env: &Env) {
     ]);
     let ns = "node-multi";
     env.team(ns, &["src", "dst"]);
-    let base = |name: &str| format!("c-{name}.{ns}.svc.cluster.local/namespaces/{ns}/connectors/{name}");
+    let base =
+        |name: &str| format!("c-{name}.{ns}.svc.cluster.local/namespaces/{ns}/connectors/{name}");
     let script = format!(
         "skopeo copy --src-tls-verify=false --dest-tls-verify=false \
            docker://{}/base/tiny:v1 docker://{}/{ns}/multi:v1\n\
@@ -750,15 +805,21 @@ fn refused_service_account_mount_fails_with_the_documented_message(env: &Env) {
                 ],
                 None,
             );
-            (!events.stdout.trim().is_empty()).then(|| events.stdout)
+            (!events.stdout.trim().is_empty()).then_some(events.stdout)
         },
     );
     assert!(message.contains("PermissionDenied"), "{message}");
-    assert!(message.contains("stranger"), "names the ServiceAccount: {message}");
-    assert!(message.contains("registry"), "names the connector: {message}");
+    assert!(
+        message.contains("stranger"),
+        "names the ServiceAccount: {message}"
+    );
+    assert!(
+        message.contains("registry"),
+        "names the connector: {message}"
+    );
     let describe = c.kubectl_ok(&["describe", "pod", "refused", "-n", ns]);
     assert!(describe.contains("FailedMount"), "{describe}");
-    let phase = c.kubectl_ok(&["get", "pod", "refused", "-n", ns, "-o", "jsonpath={.status.phase}"]);
+    let phase = jsonpath(c, "pod", "refused", ns, "{.status.phase}");
     assert_eq!(phase.trim(), "Pending");
     env.assert_no_password_in(ns, "");
 }
@@ -813,15 +874,13 @@ fn kubelet_pulls_through_the_proxy_with_the_webhook(env: &Env) {
         "the connector's proxy address on the NodePort",
         Duration::from_secs(90),
         || {
-            let url = c.kubectl_ok(&[
-                "get",
+            let url = jsonpath(
+                c,
                 "connector",
                 "registry",
-                "-n",
                 ns,
-                "-o",
-                "jsonpath={.status.proxy.httpAddress.url}",
-            ]);
+                "{.status.proxy.httpAddress.url}",
+            );
             url.contains("10.250.0.1:30080").then_some(())
         },
     );
@@ -850,36 +909,26 @@ fn kubelet_pulls_through_the_proxy_with_the_webhook(env: &Env) {
             },
         }),
     ]));
-    let rewritten = c.kubectl_ok(&[
-        "get",
-        "pod",
-        "pulled",
-        "-n",
-        ns,
-        "-o",
-        "jsonpath={.spec.containers[0].image}",
-    ]);
+    let rewritten = jsonpath(c, "pod", "pulled", ns, "{.spec.containers[0].image}");
     assert_eq!(
         rewritten,
         format!("10.250.0.1:30080/namespaces/{ns}/connectors/registry/base/tiny:v1")
     );
     let phase = c.wait_for("pod pulled to finish", Duration::from_secs(120), || {
-        let phase = c.kubectl_ok(&["get", "pod", "pulled", "-n", ns, "-o", "jsonpath={.status.phase}"]);
+        let phase = jsonpath(c, "pod", "pulled", ns, "{.status.phase}");
         matches!(phase.trim(), "Succeeded" | "Failed").then(|| phase.trim().to_owned())
     });
     if phase != "Succeeded" {
         let describe = c.kubectl_ok(&["describe", "pod", "pulled", "-n", ns]);
         panic!("pod pulled: {phase}\n{describe}");
     }
-    let image_id = c.kubectl_ok(&[
-        "get",
+    let image_id = jsonpath(
+        c,
         "pod",
         "pulled",
-        "-n",
         ns,
-        "-o",
-        "jsonpath={.status.containerStatuses[0].imageID}",
-    ]);
+        "{.status.containerStatuses[0].imageID}",
+    );
     assert!(
         image_id.ends_with(&env.base_digest),
         "the kubelet ran {image_id}, not the registry's {}",
@@ -913,9 +962,12 @@ fn credential_provider_pulls_with_the_pods_own_token(env: &Env) {
             },
         })
     };
-    c.apply(&to_yaml(&[pull_pod("allowed", "builder"), pull_pod("denied", "stranger")]));
+    c.apply(&to_yaml(&[
+        pull_pod("allowed", "builder"),
+        pull_pod("denied", "stranger"),
+    ]));
     let phase = |name: &str| {
-        c.kubectl_ok(&["get", "pod", name, "-n", ns, "-o", "jsonpath={.status.phase}"])
+        jsonpath(c, "pod", name, ns, "{.status.phase}")
             .trim()
             .to_owned()
     };
@@ -930,21 +982,30 @@ fn credential_provider_pulls_with_the_pods_own_token(env: &Env) {
         );
     }
     // The stranger's token is refused by the proxy: the pull fails (ErrImagePull / ImagePullBackOff).
-    let reason = c.wait_for("pod denied to fail its pull", Duration::from_secs(120), || {
-        let r = c.kubectl_ok(&[
-            "get",
-            "pod",
-            "denied",
-            "-n",
-            ns,
-            "-o",
-            "jsonpath={.status.containerStatuses[0].state.waiting.reason}",
-        ]);
-        matches!(r.trim(), "ErrImagePull" | "ImagePullBackOff").then(|| r.trim().to_owned())
-    });
+    let reason = c.wait_for(
+        "pod denied to fail its pull",
+        Duration::from_secs(120),
+        || {
+            let r = jsonpath(
+                c,
+                "pod",
+                "denied",
+                ns,
+                "{.status.containerStatuses[0].state.waiting.reason}",
+            );
+            matches!(r.trim(), "ErrImagePull" | "ImagePullBackOff").then(|| r.trim().to_owned())
+        },
+    );
     assert!(!reason.is_empty());
     assert_eq!(phase("denied"), "Pending");
-    let secrets = c.kubectl_ok(&["get", "secrets", "-n", ns, "-o", "jsonpath={.items[*].type}"]);
+    let secrets = c.kubectl_ok(&[
+        "get",
+        "secrets",
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.items[*].type}",
+    ]);
     assert!(
         !secrets.contains("dockerconfigjson"),
         "no pull secret was needed: {secrets}"
@@ -970,7 +1031,10 @@ fn republish_renews_the_mounted_token_before_it_expires(env: &Env) {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs();
-    assert!(now < first_exp, "the new token came after the old one expired");
+    assert!(
+        now < first_exp,
+        "the new token came after the old one expired"
+    );
     assert!(second_exp > first_exp, "the new token lasts longer");
     assert_ne!(second, first);
 }

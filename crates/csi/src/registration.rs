@@ -43,7 +43,10 @@ impl Registration for PluginRegistration {
             r#type: CSI_PLUGIN_TYPE.to_owned(),
             name: self.driver_name.clone(),
             endpoint: self.kubelet_socket.display().to_string(),
-            supported_versions: SUPPORTED_CSI_VERSIONS.iter().map(|v| (*v).to_owned()).collect(),
+            supported_versions: SUPPORTED_CSI_VERSIONS
+                .iter()
+                .map(|v| (*v).to_owned())
+                .collect(),
         }))
     }
 

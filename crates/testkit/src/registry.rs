@@ -108,9 +108,7 @@ impl RegistryBuilder {
             .tempdir()
             .expect("create registry tempdir");
         let root = dir.path();
-        let ip = self
-            .ip
-            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+        let ip = self.ip.unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
         let data_dir = root.join("data");
         std::fs::create_dir_all(&data_dir).expect("create registry data dir");
 

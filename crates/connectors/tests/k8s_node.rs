@@ -168,7 +168,7 @@ impl Env {
 
     /// The kubelet renews a projected token after 80 % of its life: with the CSIDriver's tokenRequests at the
     /// API's minimum (600 s) a pod's token changes after about 8 minutes. This pod starts first and is
-    /// checked by the last test.
+    /// checked by the last test. The same patch turns on `serviceAccountTokenInSecrets`.
     fn start_republish_watch(&self) -> (String, u64) {
         let c = &self.cluster;
         c.kubectl_ok(&[
@@ -178,7 +178,9 @@ impl Env {
             "--type",
             "merge",
             "-p",
-            r#"{"spec":{"tokenRequests":[{"audience":"connectors-proxy","expirationSeconds":600}]}}"#,
+            // serviceAccountTokenInSecrets (GA in 1.36): from here on the kubelet passes every pod's token in
+            // the request's secrets, not in the volume context; every later test mounts that way.
+            r#"{"spec":{"tokenRequests":[{"audience":"connectors-proxy","expirationSeconds":600}],"serviceAccountTokenInSecrets":true}}"#,
         ]);
         let ns = "node-republish";
         self.team(ns, &["registry"]);

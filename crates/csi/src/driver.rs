@@ -183,7 +183,7 @@ impl Driver {
             ));
         }
 
-        let pod = PodInfo::from_volume_context(&req.volume_context)?;
+        let pod = PodInfo::from_request(&req.volume_context, &req.secrets)?;
         let attrs = VolumeAttributes::parse(&req.volume_context, pod.namespace.as_deref())?;
         if attrs.connectors.len() > 1 && !self.multi_connector_enabled().await? {
             return Err(CsiError::FailedPrecondition(format!(

@@ -49,6 +49,23 @@ struct RawToken {
 }
 
 impl PodInfo {
+    /// Reads the `csi.storage.k8s.io/*` keys of a NodePublishVolume request: the pod's identity from the volume
+    /// context, its ServiceAccount tokens from the request's secrets when the kubelet put them there (CSIDriver
+    /// `serviceAccountTokenInSecrets: true`, Kubernetes 1.35+), else from the volume context.
+    pub fn from_request(
+        context: &HashMap<String, String>,
+        secrets: &HashMap<String, String>,
+    ) -> Result<Self, CsiError> {
+        let mut pod = Self::from_volume_context(context)?;
+        if let Some(raw) = secrets
+            .get(SERVICE_ACCOUNT_TOKENS)
+            .filter(|raw| !raw.trim().is_empty())
+        {
+            pod.service_account_tokens = parse_tokens(raw)?;
+        }
+        Ok(pod)
+    }
+
     /// Reads the `csi.storage.k8s.io/*` keys of a volume context.
     pub fn from_volume_context(context: &HashMap<String, String>) -> Result<Self, CsiError> {
         let get = |key: &str| {
@@ -203,5 +220,43 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         assert!(!err.to_string().contains("canary"), "{err}");
+    }
+
+    #[test]
+    fn tokens_from_the_request_secrets_win_over_the_volume_context() {
+        let in_context = r#"{"connectors-proxy":{"token":"from-context"}}"#;
+        let in_secrets = r#"{"connectors-proxy":{"token":"from-secrets"}}"#;
+        let ctx = context(&[(SERVICE_ACCOUNT_TOKENS, in_context)]);
+        let secrets = context(&[(SERVICE_ACCOUNT_TOKENS, in_secrets)]);
+        let pod = PodInfo::from_request(&ctx, &secrets).unwrap();
+        assert_eq!(
+            pod.kubelet_token("connectors-proxy")
+                .unwrap()
+                .token
+                .expose(),
+            "from-secrets"
+        );
+        // Only in the secrets (serviceAccountTokenInSecrets: true): the context has none.
+        let pod = PodInfo::from_request(&context(&[]), &secrets).unwrap();
+        assert_eq!(
+            pod.kubelet_token("connectors-proxy")
+                .unwrap()
+                .token
+                .expose(),
+            "from-secrets"
+        );
+        // No secrets: the volume context, as before.
+        let pod = PodInfo::from_request(&ctx, &context(&[])).unwrap();
+        assert_eq!(
+            pod.kubelet_token("connectors-proxy")
+                .unwrap()
+                .token
+                .expose(),
+            "from-context"
+        );
+        // Garbage in the secrets is refused without quoting it.
+        let err = PodInfo::from_request(&ctx, &context(&[(SERVICE_ACCOUNT_TOKENS, "secret-ish{")]))
+            .unwrap_err();
+        assert!(!err.to_string().contains("secret-ish"), "{err}");
     }
 }

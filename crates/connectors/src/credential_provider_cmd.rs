@@ -77,7 +77,7 @@ fn answer(args: &CredentialProviderArgs, input: &str) -> Result<String> {
             "the kubelet passed no service account token: set tokenAttributes.serviceAccountTokenAudience (connectors-proxy) in the CredentialProviderConfig"
         );
     };
-    let registry = registry_host(&request.image)
+    let (registry, _) = connectors_controller::webhook::image_registry(&request.image)
         .with_context(|| format!("image {:?} names no registry host", request.image))?;
     let response = json!({
         "kind": "CredentialProviderResponse",
@@ -87,13 +87,6 @@ fn answer(args: &CredentialProviderArgs, input: &str) -> Result<String> {
         "auth": {registry: {"username": args.username, "password": token}},
     });
     Ok(response.to_string())
-}
-
-/// The registry of an image reference: its first path element when that names a host (has a dot or a port,
-/// or is `localhost`), as container runtimes read it.
-fn registry_host(image: &str) -> Option<&str> {
-    let (first, _) = image.split_once('/')?;
-    (first.contains('.') || first.contains(':') || first == "localhost").then_some(first)
 }
 
 #[cfg(test)]
@@ -128,17 +121,5 @@ mod tests {
         assert!(!format!("{err:#}").contains("secret-ish"), "{err:#}");
         let err = answer(&args(), r#"{"image":"app:v1","serviceAccountToken":"t"}"#).unwrap_err();
         assert!(format!("{err:#}").contains("names no registry host"));
-    }
-
-    #[test]
-    fn registry_of_an_image() {
-        assert_eq!(
-            registry_host("10.250.0.1:30080/a/b:v1"),
-            Some("10.250.0.1:30080")
-        );
-        assert_eq!(registry_host("proxy.example/a:v1"), Some("proxy.example"));
-        assert_eq!(registry_host("localhost/a:v1"), Some("localhost"));
-        assert_eq!(registry_host("team/app:v1"), None);
-        assert_eq!(registry_host("app"), None);
     }
 }

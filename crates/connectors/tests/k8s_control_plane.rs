@@ -11,11 +11,10 @@
 
 mod common;
 
-use common::kube::{self, run_caught, to_yaml};
+use common::kube::{self, to_yaml};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -24,7 +23,6 @@ use common::{CANARY, USER, assert_no_canary, assert_response_clean};
 use connectors_testkit::{
     AuthFile, Cluster, OciLayout, Registry, Skopeo, TestCa, ensure_hosts_entry, http, sha256_digest,
 };
-use libtest_mimic::{Arguments, Trial};
 use serde_json::{Value, json};
 
 const COMPONENTS: &str = "connectors-system";
@@ -36,7 +34,7 @@ const CANARY_ROTATED: &str = "Canary-Pw-rotated-41c8";
 type Test = fn(&Env);
 
 /// In the order they run.
-const TESTS: [(&str, Test); 11] = [
+static TESTS: [(&str, Test); 11] = [
     (
         "deploy_applies_with_strict_validation_and_server_side_apply",
         deploy_applies_with_strict_validation_and_server_side_apply,
@@ -78,41 +76,13 @@ const TESTS: [(&str, Test); 11] = [
 ];
 
 fn main() {
-    let mut args = Arguments::from_args();
-    // One API server for all: the tests change cluster-wide things (the flag ConfigMap, the controller Lease,
-    // the API server itself), so they run one after another.
-    args.test_threads = Some(1);
-    // Nothing to start when every test is filtered out (`cargo test -- --list`, another test's name).
-    let wanted = |name: &str| {
-        args.filter.as_deref().is_none_or(|f| {
-            if args.exact {
-                name == f
-            } else {
-                name.contains(f)
-            }
-        }) && !args.skip.iter().any(|s| name.contains(s.as_str()))
-    };
-    if args.list || !TESTS.iter().any(|(n, _)| wanted(n)) {
-        let trials = TESTS
-            .iter()
-            .map(|(n, _)| Trial::test(*n, || Ok(())))
-            .collect();
-        libtest_mimic::run(&args, trials).exit();
-    }
-    eprintln!(
-        "k8s_control_plane: starting a real control plane (scripts/cluster.sh up; the first build takes minutes)"
-    );
-    let env = Arc::new(Env::new());
-    let trials = TESTS
-        .iter()
-        .map(|&(name, f)| {
-            let env = env.clone();
-            Trial::test(name, move || run_caught(|| f(&env)))
-        })
-        .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
-    // The trials (and their clones of the environment) are gone: this drop stops the cluster, which must leave
-    // no process and no mount behind.
+    let (conclusion, env) = kube::run_in_order(&TESTS, false, || {
+        eprintln!(
+            "k8s_control_plane: starting a real control plane (scripts/cluster.sh up; the first build takes minutes)"
+        );
+        Env::new()
+    });
+    // This drop stops the cluster, which must leave no process and no mount behind.
     let dir = env.cluster.dir().to_owned();
     drop(env);
     let left = connectors_testkit::processes_using(&dir);

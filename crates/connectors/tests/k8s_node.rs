@@ -13,16 +13,14 @@ mod common;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::kube::{self, run_caught, to_yaml};
+use common::kube::{self, to_yaml};
 use common::{CANARY, USER, assert_no_canary};
 use connectors_testkit::{
     Cluster, Registry, Skopeo, TestCa, ensure_hosts_entry_for, sha256_digest,
 };
-use libtest_mimic::{Arguments, Trial};
 use serde_json::{Value, json};
 
 const COMPONENTS: &str = "connectors-system";
@@ -36,7 +34,7 @@ const BUILDKIT: &str = "connectors-playground/buildkit:v0.35.1";
 
 type Test = fn(&Env);
 
-const TESTS: [(&str, Test); 9] = [
+static TESTS: [(&str, Test); 9] = [
     ("deploy_runs_on_the_node", deploy_runs_on_the_node),
     (
         "forward_mode_job_skopeo_and_buildah",
@@ -68,17 +66,6 @@ const TESTS: [(&str, Test); 9] = [
 ];
 
 fn main() {
-    let mut args = Arguments::from_args();
-    args.test_threads = Some(1);
-    let wanted = |name: &str| {
-        args.filter.as_deref().is_none_or(|f| {
-            if args.exact {
-                name == f
-            } else {
-                name.contains(f)
-            }
-        }) && !args.skip.iter().any(|s| name.contains(s.as_str()))
-    };
     // scripts/test.sh sets this (and prints why) when the node's binaries and images are not built here.
     let skip = std::env::var_os("CONNECTORS_SKIP_NODE_TIER").is_some();
     if skip {
@@ -86,25 +73,12 @@ fn main() {
             "k8s_node: skipped (CONNECTORS_SKIP_NODE_TIER): the node's binaries and images are not built on this machine; `scripts/test.sh --all` builds and runs this tier"
         );
     }
-    if skip || args.list || !TESTS.iter().any(|(n, _)| wanted(n)) {
-        let trials = TESTS
-            .iter()
-            .map(|(n, _)| Trial::test(*n, || Ok(())).with_ignored_flag(skip))
-            .collect();
-        libtest_mimic::run(&args, trials).exit();
-    }
-    eprintln!(
-        "k8s_node: starting a control plane and a node (scripts/cluster.sh up --node; the first build takes minutes)"
-    );
-    let env = Arc::new(Env::new());
-    let trials = TESTS
-        .iter()
-        .map(|&(name, f)| {
-            let env = env.clone();
-            Trial::test(name, move || run_caught(|| f(&env)))
-        })
-        .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
+    let (conclusion, env) = kube::run_in_order(&TESTS, skip, || {
+        eprintln!(
+            "k8s_node: starting a control plane and a node (scripts/cluster.sh up --node; the first build takes minutes)"
+        );
+        Env::new()
+    });
     let dir = env.cluster.dir().to_owned();
     drop(env);
     // `down` must leave no process, no mount and no network state behind.
@@ -624,30 +598,50 @@ fn forward_mode_job_skopeo_and_buildah(env: &Env) {
 fn reverse_mode_job_with_the_registry_config_volume(env: &Env) {
     let ns = "node-reverse";
     env.team(ns, &["registry"]);
-    let proxy = format!("c-registry.{ns}.svc.cluster.local/namespaces/{ns}/connectors/registry");
+    let proxy = proxy_base(ns, "registry");
+    reverse_copy_job(
+        env,
+        ns,
+        "reverse-copy",
+        json!({"connector.name": "registry", "configuration.names": "registry-config"}),
+        &format!("{proxy}/base/tiny:v1"),
+        &format!("{proxy}/{ns}/reverse:v1"),
+    );
+}
+
+/// `c-<name>.<ns>.svc.cluster.local/namespaces/<ns>/connectors/<name>`: where a pod reaches a connector in reverse
+/// mode.
+fn proxy_base(ns: &str, name: &str) -> String {
+    format!("c-{name}.{ns}.svc.cluster.local/namespaces/{ns}/connectors/{name}")
+}
+
+/// A Job that copies `src` to `dest` (both through the proxy) with skopeo, holding only the `registry-config`
+/// volume with `attrs` as `~/.docker`; afterwards `dest` on the registry is the base image, byte for byte, and the
+/// password is in no log, event or volume file.
+fn reverse_copy_job(env: &Env, ns: &str, job: &str, attrs: Value, src: &str, dest: &str) {
     let script = format!(
-        "skopeo copy --src-tls-verify=false --dest-tls-verify=false \
-           docker://{proxy}/base/tiny:v1 docker://{proxy}/{ns}/reverse:v1\n\
+        "skopeo copy --src-tls-verify=false --dest-tls-verify=false docker://{src} docker://{dest}\n\
          echo done\n"
     );
     let logs = env.run_job(
         ns,
-        "reverse-copy",
+        job,
         pod(
             "builder",
             TOOLS,
             &script,
-            &[(
-                "registry-config",
-                "/root/.docker",
-                json!({"connector.name": "registry", "configuration.names": "registry-config"}),
-            )],
+            &[("registry-config", "/root/.docker", attrs)],
         ),
     );
     assert!(logs.contains("done"), "{logs}");
+    let (_, repo_tag) = dest
+        .split_once("/connectors/")
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .expect("dest is a proxy address");
     assert_eq!(
-        env.digest(&format!("{ns}/reverse:v1")).as_deref(),
-        Some(env.base_digest.as_str())
+        env.digest(repo_tag).as_deref(),
+        Some(env.base_digest.as_str()),
+        "{dest} is the base image"
     );
     env.assert_no_password_in(ns, &logs);
 }
@@ -658,7 +652,7 @@ fn reverse_mode_job_with_the_registry_config_volume(env: &Env) {
 fn buildkit_image_build_job(env: &Env) {
     let ns = "node-build";
     env.team(ns, &["registry"]);
-    let proxy = format!("c-registry.{ns}.svc.cluster.local/namespaces/{ns}/connectors/registry");
+    let proxy = proxy_base(ns, "registry");
     let script = format!(
         "mkdir -p /work && cd /work\n\
          printf 'FROM {proxy}/base/tiny:v1\\nCOPY built /built\\n' > Dockerfile\n\
@@ -724,37 +718,16 @@ fn two_connectors_in_one_volume(env: &Env) {
     ]);
     let ns = "node-multi";
     env.team(ns, &["src", "dst"]);
-    let base =
-        |name: &str| format!("c-{name}.{ns}.svc.cluster.local/namespaces/{ns}/connectors/{name}");
-    let script = format!(
-        "skopeo copy --src-tls-verify=false --dest-tls-verify=false \
-           docker://{}/base/tiny:v1 docker://{}/{ns}/multi:v1\n\
-         echo done\n",
-        base("src"),
-        base("dst")
-    );
     // The CSI driver reads the flag when it publishes; a pod that started before the patch reached it is retried
     // by the kubelet, so the Job completes either way.
-    let logs = env.run_job(
+    reverse_copy_job(
+        env,
         ns,
         "multi",
-        pod(
-            "builder",
-            TOOLS,
-            &script,
-            &[(
-                "registry-config",
-                "/root/.docker",
-                json!({"connectors": "src,dst", "configuration.names": "registry-config"}),
-            )],
-        ),
+        json!({"connectors": "src,dst", "configuration.names": "registry-config"}),
+        &format!("{}/base/tiny:v1", proxy_base(ns, "src")),
+        &format!("{}/{ns}/multi:v1", proxy_base(ns, "dst")),
     );
-    assert!(logs.contains("done"), "{logs}");
-    assert_eq!(
-        env.digest(&format!("{ns}/multi:v1")).as_deref(),
-        Some(env.base_digest.as_str())
-    );
-    env.assert_no_password_in(ns, &logs);
     c.kubectl_ok(&[
         "patch",
         "configmap",

@@ -170,15 +170,19 @@ pub fn mutate(pod: &Value, flag_on: bool, connector: &ConnectorTarget) -> Verdic
     Verdict::Patch { ops, warnings }
 }
 
+/// The registry of an image reference and the rest, as container runtimes read it: the first path component
+/// when it names a host (has a '.' or a ':', or is `localhost`); `None` for a Docker Hub path (`team/app:v1`).
+pub fn image_registry(image: &str) -> Option<(&str, &str)> {
+    let (registry, rest) = image.split_once('/')?;
+    (registry.contains('.') || registry.contains(':') || registry == "localhost")
+        .then_some((registry, rest))
+}
+
 /// `image` rewritten onto `proxy_prefix` (`<proxy-host>/namespaces/<ns>/connectors/<name>`) when its registry is
 /// `address` (same host, same port — the scheme's default when the image names none — and below the address's
 /// path prefix); `None` otherwise.
 pub fn rewrite_image(image: &str, address: &Endpoint, proxy_prefix: &str) -> Option<String> {
-    let (registry, rest) = image.split_once('/')?;
-    // A first component without '.', ':' or "localhost" is a Docker Hub path, not a registry.
-    if !(registry.contains('.') || registry.contains(':') || registry == "localhost") {
-        return None;
-    }
+    let (registry, rest) = image_registry(image)?;
     let (host, port) = match registry.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || registry.starts_with('[') => (h, p.parse().ok()?),
         _ => (registry, address.scheme().default_port()),
@@ -556,6 +560,24 @@ mod tests {
             address: Endpoint::parse(address).unwrap(),
             proxy_url: proxy.map(str::to_owned),
         }
+    }
+
+    #[test]
+    fn registry_of_an_image() {
+        assert_eq!(
+            image_registry("10.250.0.1:30080/a/b:v1"),
+            Some(("10.250.0.1:30080", "a/b:v1"))
+        );
+        assert_eq!(
+            image_registry("proxy.example/a:v1"),
+            Some(("proxy.example", "a:v1"))
+        );
+        assert_eq!(
+            image_registry("localhost/a:v1"),
+            Some(("localhost", "a:v1"))
+        );
+        assert_eq!(image_registry("team/app:v1"), None);
+        assert_eq!(image_registry("app"), None);
     }
 
     #[test]

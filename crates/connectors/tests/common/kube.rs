@@ -102,3 +102,54 @@ pub fn run_caught(f: impl FnOnce()) -> Result<(), libtest_mimic::Failed> {
             .into()
     })
 }
+
+/// A test of a tier with a shared environment: its name and what it runs.
+pub type TierTest<E> = (&'static str, fn(&E));
+
+/// The harness of a tier whose tests share one environment (a cluster) and run one after another, in order.
+///
+/// `start` builds the environment only when a test is to run (not for `--list`, not when the filter leaves
+/// none, not when `skip` is set: then every test is reported ignored). Returns the conclusion and the
+/// environment, whose clones the tests held are gone by then, so that the caller can take it down and check
+/// what it left.
+pub fn run_in_order<E: Send + Sync + 'static>(
+    tests: &'static [TierTest<E>],
+    skip: bool,
+    start: impl FnOnce() -> E,
+) -> (libtest_mimic::Conclusion, E) {
+    use libtest_mimic::{Arguments, Trial};
+    use std::sync::Arc;
+
+    let mut args = Arguments::from_args();
+    // One cluster for all: the tests change cluster-wide things, so they run one after another.
+    args.test_threads = Some(1);
+    let wanted = |name: &str| {
+        args.filter.as_deref().is_none_or(|f| {
+            if args.exact {
+                name == f
+            } else {
+                name.contains(f)
+            }
+        }) && !args.skip.iter().any(|s| name.contains(s.as_str()))
+    };
+    if skip || args.list || !tests.iter().any(|(n, _)| wanted(n)) {
+        let trials = tests
+            .iter()
+            .map(|(n, _)| Trial::test(*n, || Ok(())).with_ignored_flag(skip))
+            .collect();
+        libtest_mimic::run(&args, trials).exit();
+    }
+    let env = Arc::new(start());
+    let trials = tests
+        .iter()
+        .map(|&(name, f)| {
+            let env = env.clone();
+            Trial::test(name, move || run_caught(|| f(&env)))
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    match Arc::try_unwrap(env) {
+        Ok(env) => (conclusion, env),
+        Err(_) => panic!("a test still holds the shared environment"),
+    }
+}

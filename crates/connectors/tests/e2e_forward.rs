@@ -598,3 +598,135 @@ fn absolute_form_http_requests_get_credentials_only_for_the_connector() {
     });
     proxy.assert_log_clean();
 }
+
+/// Sends `req` on an intercepted connection and collects the answer; the body is read in pieces with
+/// a pause after the first ones when `slow` (the proxy then has to hold back, its TLS buffers full).
+async fn send_collect(
+    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>,
+    req: http::Request<http_body_util::Full<Bytes>>,
+    slow: bool,
+) -> (u16, http::HeaderMap, Vec<u8>) {
+    sender.ready().await.expect("the intercepted connection stays open");
+    let resp = sender.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let mut body = resp.into_body();
+    let mut bytes = Vec::new();
+    let mut frames = 0;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            bytes.extend_from_slice(&data);
+        }
+        frames += 1;
+        if slow && frames <= 3 {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    }
+    (status, headers, bytes)
+}
+
+/// A blob of 48 MiB and some bytes goes up and comes back down through one intercepted connection
+/// (the proxy reads the client's TLS ahead and hands hyper many records per read, and queues up to a
+/// few hundred KiB of records per write; see `connectors_registry::bufio`): the bytes are exact
+/// whole, read slowly, and as ranges across those sizes.
+#[tokio::test(flavor = "multi_thread")]
+async fn big_blobs_cross_the_forward_proxy_byte_exact() {
+    use http_body_util::Full;
+    hosts();
+    let ca = TestCa::new();
+    let registry = Registry::builder().htpasswd(USER, CANARY).tls(&ca).start();
+    let proxy = ProxyUnderTest::start(
+        &tls_connector("fwd", &registry, &ca).yaml(),
+        &[&resolve_arg(&registry)],
+    );
+    let target = name(&registry);
+    let proxy_ca = std::fs::read_to_string(proxy.state_dir().join("ca.crt")).unwrap();
+    let auth = basic(&format!("{NS}/fwd"), &proxy.token(&format!("{NS}/fwd")));
+    let (code, head, stream) = raw_connect(&proxy, &target, Some(&auth)).await;
+    assert_eq!(code, 200, "{head}");
+    let tls = client_tls(&proxy_ca)
+        .connect(
+            rustls_pki_types::ServerName::try_from(HOST).unwrap(),
+            stream,
+        )
+        .await
+        .expect("TLS with the proxy CA");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+
+    // Not a multiple of any buffer or record size; bytes that do not repeat at those periods.
+    let len = 48 * 1024 * 1024 + 12_345;
+    let mut blob = Vec::with_capacity(len);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while blob.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        blob.extend_from_slice(&x.to_le_bytes());
+    }
+    blob.truncate(len);
+    let digest = sha256_digest(&blob);
+    let blob = Bytes::from(blob);
+
+    let request = |method: &str, path: &str, body: Bytes| {
+        http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &target)
+            .body(Full::new(body))
+            .unwrap()
+    };
+    let (status, headers, body) = send_collect(
+        &mut sender,
+        request("POST", "/v2/team/big/blobs/uploads/", Bytes::new()),
+        false,
+    )
+    .await;
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    let location = headers["location"].to_str().unwrap().to_owned();
+    let location = match location.split_once(&target) {
+        Some((_, path)) => path.to_owned(),
+        None => location,
+    };
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let mut put = request(
+        "PUT",
+        &format!("{location}{sep}digest={digest}"),
+        blob.clone(),
+    );
+    put.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("application/octet-stream"),
+    );
+    let (status, _, body) = send_collect(&mut sender, put, false).await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+
+    let path = format!("/v2/team/big/blobs/{digest}");
+    for slow in [false, true] {
+        let (status, _, body) =
+            send_collect(&mut sender, request("GET", &path, Bytes::new()), slow).await;
+        assert_eq!(status, 200);
+        assert_eq!(body.len(), len, "slow: {slow}");
+        assert!(body == blob, "the pulled bytes differ (slow: {slow})");
+    }
+    for (first, last) in [
+        (0, 0),
+        (65_535, 65_536),
+        (16_383, 262_145),
+        (1_000_000, 9_000_000),
+        (len - 70_000, len - 1),
+    ] {
+        let mut get = request("GET", &path, Bytes::new());
+        get.headers_mut().insert(
+            "range",
+            http::HeaderValue::from_str(&format!("bytes={first}-{last}")).unwrap(),
+        );
+        let (status, _, body) = send_collect(&mut sender, get, false).await;
+        assert_eq!(status, 206, "range {first}-{last}");
+        assert!(body == blob[first..=last], "range {first}-{last} differs");
+    }
+    proxy.assert_log_clean();
+}

@@ -14,6 +14,8 @@ use bytes::Bytes;
 use connectors_catalog::ResolvedConnector;
 use connectors_identity::Principal;
 use connectors_model::{ConnectorRef, Endpoint, Scheme};
+use connectors_registry::bufio::{Coalesce, ReadAhead};
+use connectors_registry::client::TLS_BUFFER_LIMIT;
 use connectors_registry::{ResolveOverrides, parse_oci_path, scopes_for};
 use http::{Method, Request, Response, Uri};
 use http_body_util::BodyExt;
@@ -278,7 +280,13 @@ async fn intercept(
     ctx: Arc<Intercepted>,
     lease: Option<ConnectionLease>,
 ) {
-    let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+    // Under rustls the socket is read ahead, above it hyper gets every record at hand in one read, and
+    // the records to send may queue up to a few hundred KiB so one writev carries many (see
+    // `connectors_registry::bufio`).
+    let acceptor = tokio_rustls::LazyConfigAcceptor::new(
+        rustls::server::Acceptor::default(),
+        ReadAhead::new(io),
+    );
     let start = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor).await {
         Ok(Ok(start)) => start,
         Ok(Err(e)) => {
@@ -296,7 +304,9 @@ async fn intercept(
         tracing::warn!(connect_host = %ctx.host, sni, connector = %ctx.destination.connector, "refused TLS: the SNI differs from the CONNECT host");
         return;
     }
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, start.into_stream(tls_config)).await {
+    let tls_config = connectors_ca::for_client(&tls_config, start.client_hello().cipher_suites());
+    let mut tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, start.into_stream(tls_config)).await
+    {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::info!(host = %ctx.host, error = %e, "TLS handshake with the client failed (does it trust the proxy CA?)");
@@ -304,6 +314,7 @@ async fn intercept(
         }
         Err(_) => return,
     };
+    tls.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
     let limits = proxy.limits.clone();
     let ctx_host = ctx.host.clone();
     let handling = lease.clone();
@@ -329,7 +340,7 @@ async fn intercept(
     });
     let conn = limits
         .http1_builder(INNER_HEADER_TIMEOUT)
-        .serve_connection(TokioIo::new(tls), service);
+        .serve_connection(TokioIo::new(Coalesce::new(tls)), service);
     let Some(lease) = lease else {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "intercepted connection ended with an error");

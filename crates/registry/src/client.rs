@@ -12,10 +12,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Uri;
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder, MaybeHttpsStream};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+use crate::bufio::{Coalesce, ReadAhead};
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -25,7 +28,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type sent upstream: a client's request body streamed through, or bytes we hold.
 pub type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
 /// A pooled client to one connector's registry (and its token realm).
-pub type UpstreamClient = Client<HttpsConnector<ResolvingConnector>, UpstreamBody>;
+pub type UpstreamClient = Client<Batching, UpstreamBody>;
+/// A connection to a registry, as the pooled client holds it.
+pub type UpstreamConnection =
+    TokioIo<Coalesce<TokioIo<MaybeHttpsStream<TokioIo<ReadAhead<TcpStream>>>>>>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -107,7 +113,7 @@ impl ResolvingConnector {
 }
 
 impl tower_service::Service<Uri> for ResolvingConnector {
-    type Response = <HttpConnector as tower_service::Service<Uri>>::Response;
+    type Response = TokioIo<ReadAhead<TcpStream>>;
     type Error = <HttpConnector as tower_service::Service<Uri>>::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -117,11 +123,62 @@ impl tower_service::Service<Uri> for ResolvingConnector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let target = self.target(&uri);
+        // rustls reads 4 KiB at a time: under TLS the socket is read ahead (see `bufio`); plain HTTP is
+        // read by hyper itself, in pieces as large as its buffer.
+        let read_ahead = if uri.scheme_str() == Some("https") {
+            crate::bufio::READ_AHEAD
+        } else {
+            0
+        };
         let fut = self.inner.call(target);
-        Box::pin(fut)
+        Box::pin(async move {
+            let tcp = fut.await?.into_inner();
+            Ok(TokioIo::new(ReadAhead::with_capacity(tcp, read_ahead)))
+        })
     }
 }
 
+/// The TLS-or-plain connector whose TLS connections hand hyper every record already received in one
+/// read (`bufio::Coalesce`), and whose TLS buffers hold up to [`TLS_BUFFER_LIMIT`] of records to send.
+#[derive(Clone)]
+pub struct Batching {
+    inner: HttpsConnector<ResolvingConnector>,
+}
+
+/// How many bytes of encrypted records a TLS connection may queue before its writer waits: big enough
+/// that one `writev` carries many 16 KiB records.
+pub const TLS_BUFFER_LIMIT: usize = 256 * 1024;
+
+impl tower_service::Service<Uri> for Batching {
+    type Response = UpstreamConnection;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let fut = self.inner.call(uri);
+        Box::pin(async move {
+            let mut stream = fut.await?;
+            let tls = match &mut stream {
+                MaybeHttpsStream::Https(tls) => {
+                    tls.inner_mut()
+                        .get_mut()
+                        .1
+                        .set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+                    true
+                }
+                MaybeHttpsStream::Http(_) => false,
+            };
+            Ok(TokioIo::new(Coalesce::with_enabled(
+                TokioIo::new(stream),
+                tls,
+            )))
+        })
+    }
+}
 /// The machine's trusted roots, read once.
 fn system_roots() -> &'static RootCertStore {
     static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
@@ -186,11 +243,13 @@ pub fn build_client(
     extra_ca_pems: &[String],
     overrides: Arc<ResolveOverrides>,
 ) -> Result<UpstreamClient, TlsSetupError> {
-    let https = HttpsConnectorBuilder::new()
-        .with_tls_config(tls_config(extra_ca_pems)?)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(ResolvingConnector::new(overrides));
+    let https = Batching {
+        inner: HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(extra_ca_pems)?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(ResolvingConnector::new(overrides)),
+    };
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_max_idle_per_host(64)

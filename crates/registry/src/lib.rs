@@ -2,6 +2,7 @@
 //! and the probes behind `connectors check` and the controller.
 #![forbid(unsafe_code)]
 
+pub mod bufio;
 pub mod challenge;
 pub mod client;
 pub mod error;

@@ -606,7 +606,10 @@ async fn send_collect(
     req: http::Request<http_body_util::Full<Bytes>>,
     slow: bool,
 ) -> (u16, http::HeaderMap, Vec<u8>) {
-    sender.ready().await.expect("the intercepted connection stays open");
+    sender
+        .ready()
+        .await
+        .expect("the intercepted connection stays open");
     let resp = sender.send_request(req).await.unwrap();
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();

@@ -45,14 +45,6 @@ impl<T> ReadAhead<T> {
             capacity,
         }
     }
-
-    pub fn get_ref(&self) -> &T {
-        &self.inner
-    }
-
-    pub fn get_mut(&mut self) -> &mut T {
-        &mut self.inner
-    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for ReadAhead<T> {
@@ -111,14 +103,6 @@ impl<T> Coalesce<T> {
             enabled,
             deferred: None,
         }
-    }
-
-    pub fn get_ref(&self) -> &T {
-        &self.inner
-    }
-
-    pub fn get_mut(&mut self) -> &mut T {
-        &mut self.inner
     }
 }
 
@@ -292,7 +276,7 @@ mod tests {
         assert_eq!(got, expected(len));
         assert!(sizes.iter().all(|&n| n <= 4096));
         // 17 pieces of 64 KiB (the last one 17 bytes) and the read that saw the end.
-        assert_eq!(r.get_ref().reads, len.div_ceil(READ_AHEAD) + 1);
+        assert_eq!(r.inner.reads, len.div_ceil(READ_AHEAD) + 1);
         assert!(r.buf.capacity() == 0, "no buffer held once drained");
     }
 
@@ -303,12 +287,12 @@ mod tests {
         let (got, sizes) = read_sizes(&mut r, READ_AHEAD).await;
         assert_eq!(got, expected(len));
         // Every read went to the inner stream as it was (and one more saw the end); nothing buffered.
-        assert_eq!(r.get_ref().reads, sizes.len() + 1);
+        assert_eq!(r.inner.reads, sizes.len() + 1);
         assert_eq!(r.buf.capacity(), 0);
         let mut off = ReadAhead::with_capacity(Pieces::new(len, 1000, usize::MAX), 0);
         let (got, _) = read_sizes(&mut off, 100).await;
         assert_eq!(got, expected(len));
-        assert_eq!(off.get_ref().reads, len / 100 + 1);
+        assert_eq!(off.inner.reads, len / 100 + 1);
     }
 
     #[tokio::test]
